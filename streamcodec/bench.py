@@ -1,0 +1,146 @@
+"""Speed benchmark: per-stage and end-to-end encode and decode times of one model at one frame size.
+
+Stages are timed separately (the GPU synchronised at each boundary, so the split is honest but the total is a
+little pessimistic); the "network only" figures leave out entropy coding and packets, the way papers report.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+
+from .bitstream import Packet, PacketType, StreamReader, StreamWriter
+from .codec.evc import EVC
+from .codec.quality import index_to_q, q_to_index
+from .codec.stream import FrameEncoder, to_image
+
+ENCODE_STAGES = ("upload", "analysis", "prior", "entropy_encode", "packet_write")
+DECODE_STAGES = ("packet_read", "prior_entropy_decode", "synthesis", "download")
+
+
+def machine_description(device: torch.device) -> str:
+    """CPU model and core count, plus the GPU's name when one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {torch.get_num_threads()} torch threads"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; host {text}"
+    return text
+
+
+def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A deterministic, photo-like test frame (smooth gradients plus fine texture)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([np.sin(xx / 97 + c) * np.cos(yy / 61 - c) for c in range(3)], axis=-1) * 80 + 128
+    texture = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+    return np.clip(base + texture, 0, 255).astype(np.uint8)
+
+
+class _Timer:
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.times: dict[str, list[float]] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.times.setdefault(name, []).append(time.perf_counter() - start)
+        return out
+
+    def drop_warmup(self, count: int) -> None:
+        self.times = {k: v[count:] for k, v in self.times.items()}
+
+
+def _summary(times: dict[str, list[float]], stages: tuple[str, ...]) -> dict[str, Any]:
+    per_frame = np.sum([times[s] for s in stages], axis=0)
+    total_median = float(np.median(per_frame))
+    return {
+        "stages": {
+            s: {
+                "median_ms": round(1e3 * float(np.median(times[s])), 3),
+                "p99_ms": round(1e3 * float(np.percentile(times[s], 99)), 3),
+                "share": round(float(np.median(times[s])) / total_median, 4),
+            }
+            for s in stages
+        },
+        "median_ms": round(1e3 * total_median, 3),
+        "p99_ms": round(1e3 * float(np.percentile(per_frame, 99)), 3),
+        "fps": round(1 / total_median, 2),
+    }
+
+
+def run_benchmark(model: EVC, image: np.ndarray, frames: int = 20, warmup: int = 3, qp: float = 32) -> dict[str, Any]:
+    """Encode and decode ``image`` ``frames`` times (after ``warmup`` untimed runs) and summarise."""
+    device = model.q_basic.device
+    height, width = image.shape[:2]
+    q = index_to_q(q_to_index(qp))
+    encoder = FrameEncoder(model, width, height, q, Fraction(1, 30), Fraction(30))
+    host = torch.from_numpy(image)
+    if device.type == "cuda":
+        host = host.pin_memory()
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = _Timer(device)
+    sink = io.BytesIO()
+    payload_bytes = []
+    with torch.inference_mode(), StreamWriter(sink, encoder.header) as writer:
+        for i in range(warmup + frames):
+            x = timer("upload", lambda: host.to(device, non_blocking=True).permute(2, 0, 1)[None].float().div_(255))
+            feats = timer("analysis", lambda: model.analyse(x))
+            lat = timer("prior", lambda: model.quantise(feats, q))
+            payload = timer("entropy_encode", lambda: model.encode_latents(lat, encoder.substreams))
+            timer("packet_write", lambda: writer.write(Packet(PacketType.KEY, i, q_to_index(q), payload)))
+            payload_bytes.append(len(payload))
+        timer.drop_warmup(warmup)
+        encode = _summary(timer.times, ENCODE_STAGES)
+        analysis_ms, prior_ms = (1e3 * float(np.median(timer.times[s])) for s in ("analysis", "prior"))
+
+        sink.seek(0)
+        reader = StreamReader(sink)
+        packets = iter(reader)
+        timer.times = {}
+        for _ in range(warmup + frames):
+            packet = timer("packet_read", lambda: next(packets))
+            y_hat, q_step = timer(
+                "prior_entropy_decode", lambda: model.decode_latents(packet.payload, height, width)
+            )
+            x_hat = timer("synthesis", lambda: model.synthesise(y_hat, q_step, q, height, width))
+            timer("download", lambda: to_image(x_hat))
+        timer.drop_warmup(warmup)
+        decode = _summary(timer.times, DECODE_STAGES)
+        synthesis_ms = 1e3 * float(np.median(timer.times["synthesis"]))
+    result: dict[str, Any] = {
+        "machine": machine_description(device),
+        "device": str(device),
+        "model": model.name,
+        "size": f"{width}x{height}",
+        "frames": frames,
+        "qp": q,
+        "bytes_per_frame": int(np.median(payload_bytes)),
+        "bpp": round(8 * float(np.median(payload_bytes)) / (width * height), 4),
+        "encode": encode,
+        "decode": decode,
+        # Networks alone: analysis + prior path to encode; the same prior path + synthesis to decode.
+        "network_only_ms": {
+            "encode": round(analysis_ms + prior_ms, 3),
+            "decode": round(prior_ms + synthesis_ms, 3),
+        },
+    }
+    if device.type == "cuda":
+        result["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result

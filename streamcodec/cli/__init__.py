@@ -1,0 +1,33 @@
+"""The ``streamcodec`` command line: one module per subcommand, each with ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import ModelNotFoundError, StreamError
+from . import bench, decode, desync, encode, eval, export, info, train
+
+COMMANDS = (encode, decode, info, train, export, eval, bench, desync)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamcodec", description="Neural video compression (EVC).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status. Stream errors print one line, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (StreamError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+        print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"streamcodec {args.command}: interrupted", file=sys.stderr)
+        return 130

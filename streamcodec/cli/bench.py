@@ -1,0 +1,53 @@
+"""``streamcodec bench``: per-stage encode and decode speed of a model at one frame size."""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..bench import run_benchmark, synthetic_frame
+from ..codec.registry import load_model
+from .common import add_model_options, configure_threads, parse_size, pick_device, print_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark encode/decode speed", description=__doc__)
+    add_model_options(p)
+    p.add_argument("--size", type=parse_size, default=(1920, 1080), help="frame size WxH (default 1920x1080)")
+    p.add_argument("--input", help="an image to code (resized to --size); default a synthetic frame")
+    p.add_argument("--frames", type=int, default=20, help="timed frames (after 3 warm-up frames)")
+    p.add_argument("--qp", type=float, default=32)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
+    import cv2  # only when an input image is given
+
+    from ..train.data import read_rgb
+
+    image = read_rgb(path)
+    if image.shape[1::-1] != size:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_threads(args.threads)
+    model = load_model(args.model, pick_device(args.device), args.weights)
+    model.executor = ThreadPoolExecutor(4)
+    image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
+    result = run_benchmark(model, image, frames=args.frames, qp=args.qp)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['model']} at {result['size']} on {result['machine']}, {result['bytes_per_frame']} bytes/frame")
+    for side in ("encode", "decode"):
+        r = result[side]
+        stages = ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in r["stages"].items())
+        print(f"{side}: {r['median_ms']:.1f} ms median, {r['p99_ms']:.1f} ms p99, {r['fps']:.1f} fps  ({stages} ms)")
+    print(f"network only: encode {result['network_only_ms']['encode']:.1f} ms, "
+          f"decode {result['network_only_ms']['decode']:.1f} ms")
+    return 0

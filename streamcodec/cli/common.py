@@ -1,0 +1,54 @@
+"""Helpers shared by the subcommands: devices, models, output, progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "evc-s") -> None:
+    p.add_argument("--model", default=default_model, help="model name (see `streamcodec info --models`)")
+    p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped ones")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and entropy coding")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def configure_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def binary_stdio(path: str, mode: str) -> Any:
+    """``-`` as the binary stdin/stdout, else the path itself."""
+    if path != "-":
+        return path
+    return sys.stdin.buffer if mode == "r" else sys.stdout.buffer

@@ -1,0 +1,52 @@
+"""``streamcodec export``: turn a training checkpoint or weights shards into shippable fp16 weights + card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..train.card import build_card
+from ..train.checkpoint import load_checkpoint
+from ..train.weights import load_weights, save_weights
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export weights (and a model card) from a checkpoint", description=__doc__)
+    p.add_argument("source", type=Path, nargs="+", help="checkpoint.pt, or one weights file or its shards")
+    p.add_argument("--out", type=Path, required=True, help="output .safetensors")
+    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--card", action="store_true", help="also write the model card (OUT with .json)")
+    p.add_argument("--data", type=Path, help="training data folder, hashed into the card")
+    p.add_argument("--kodak", type=Path, help="JSON of Kodak results (from `streamcodec eval --json`) for the card")
+    p.set_defaults(run=run)
+
+
+def read_source(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Weights and training metadata from a checkpoint or weights file(s)."""
+    if len(paths) == 1 and paths[0].suffix == ".pt":
+        state = load_checkpoint(paths[0])
+        meta = {
+            "model": state["config"]["model"],
+            "step": state["step"],
+            "config": state["config"],
+            "segments": state["segments"],
+            "history": state["history"][-400:],
+        }
+        return state["model"], meta
+    return load_weights(paths)
+
+
+def run(args: argparse.Namespace) -> int:
+    state, meta = read_source(args.source)
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    (path,) = save_weights(state, args.out, meta, dtype)
+    print(f"exported {path} (step {meta.get('step')})")
+    if args.card:
+        kodak = json.loads(args.kodak.read_text()) if args.kodak else None
+        card = build_card(meta, args.data, kodak)
+        path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote {path.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,319 @@
+"""The EVC model (Wang et al., ICLR 2023): training forward pass, rate probe, compress and decompress.
+
+One model serves every rate through its quality q. The analysis transform runs once per frame; the rate at
+another q costs only the hyperprior and prior path (:meth:`EVC.estimate_bits`), which rate control uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import cached_property
+
+import crc32c
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CorruptStreamError, DesyncError
+from .coder import TableBank, decode_substreams, encode_substreams
+from .entropy import (
+    Z_RADIUS,
+    FactorizedDensity,
+    gaussian_coding_tables,
+    gaussian_likelihood,
+    scale_index,
+)
+from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks
+from .quality import index_to_q, interpolate_log, q_to_index
+from .transforms import AnalysisTransform, SynthesisTransform
+
+#: Inputs are padded to a multiple of this (the hyper-latent is at 1/64 resolution).
+PAD_MULTIPLE = 64
+PAYLOAD_VERSION = 1
+#: Default number of independent sub-streams per coding step of y.
+DEFAULT_SUBSTREAMS = 4
+_PAYLOAD_HEAD = struct.Struct("<BIB")  # version, CRC32C of the quantised latents, sub-streams per step
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) on the right and bottom to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One coded frame: the payload plus what the container stores beside it."""
+
+    payload: bytes
+    q_index: int
+    height: int
+    width: int
+    estimated_bits: float
+
+
+@dataclass
+class Latents:
+    """Quantised latents of one image at one q, with everything coding needs (``bits``: the model's estimate)."""
+
+    z_sym: torch.Tensor
+    sym1: torch.Tensor
+    idx1: torch.Tensor
+    sym2: torch.Tensor
+    idx2: torch.Tensor
+    y_hat_s: torch.Tensor
+    q_step: torch.Tensor
+    bits: torch.Tensor
+
+
+class EVC(nn.Module):
+    """EVC with analysis and synthesis sizes chosen independently ("s", "m" or "l")."""
+
+    def __init__(self, encoder_size: str = "s", decoder_size: str = "s", n: int = 192) -> None:
+        super().__init__()
+        self.n = n
+        self.analysis = AnalysisTransform(encoder_size, n)
+        self.synthesis = SynthesisTransform(decoder_size, n)
+        self.hyper_encoder = HyperEncoder(n)
+        self.hyper_decoder = HyperDecoder(n)
+        self.prior_fusion = PriorFusion(n)
+        self.spatial_prior = SpatialPrior(n)
+        self.z_density = FactorizedDensity(n)
+        self.q_basic = nn.Parameter(torch.ones(1, n, 1, 1))
+        self.log_q_anchors = nn.Parameter(torch.log(torch.tensor([1.6, 0.9, 0.5, 0.28])))
+        self.executor: Executor | None = None
+        #: Set by :func:`~streamcodec.codec.registry.load_model`: registry name, FourCC, weights identity.
+        self.name = ""
+        self.codec_id = ""
+        self.weights_hash = b""
+
+    # -- quality ------------------------------------------------------------------------------------------
+    def latent_scale(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-sample, per-channel divisor of the latent, q_basic * q_scale(q): shape (B, N, 1, 1)."""
+        q_scale = interpolate_log(torch.exp(self.log_q_anchors), q.to(self.q_basic.device))
+        return self.q_basic.clamp_min(0.5) * q_scale.view(-1, 1, 1, 1)
+
+    # -- training -----------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True) -> dict[str, torch.Tensor]:
+        """Training pass: reconstruction and per-sample bits of y and z.
+
+        Rates use additive uniform noise (``noise=True``) or rounding; the reconstruction always uses
+        straight-through rounding, as decoding will.
+        """
+        scale = self.latent_scale(q)
+        y = self.analysis(x).float() / scale
+        # The entropy model runs in fp32 even under mixed precision: rounding residuals and tail
+        # probabilities are meaningless in bf16.
+        with torch.autocast(x.device.type, enabled=False):
+            z = self.hyper_encoder(y)
+            z_hat = ste_round(z)
+            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noise else z_hat
+            bits_z = -torch.log2(self.z_density.likelihood(z_rate)).sum(dim=(1, 2, 3))
+
+            q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_hat))
+            y_s = y / q_step
+            b, c, h, w = y.shape
+            m1, m2 = (m.to(y.dtype) for m in checkerboard_masks(c, h, w, y.device))
+            res1 = y_s - means
+            y1_hat = (ste_round(res1) + means) * m1
+            scales2, means2 = self.spatial_prior(y1_hat, means, scales, q_step)
+            res2 = y_s - means2
+            y_hat_s = y1_hat + (ste_round(res2) + means2) * m2
+
+            def rate_input(r: torch.Tensor) -> torch.Tensor:
+                return r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
+
+            log_lik = m1 * torch.log2(gaussian_likelihood(rate_input(res1), scales)) + m2 * torch.log2(
+                gaussian_likelihood(rate_input(res2), scales2)
+            )
+            bits_y = -log_lik.sum(dim=(1, 2, 3))
+        x_hat = self.synthesis(y_hat_s * q_step * scale)
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}
+
+    # -- inference ----------------------------------------------------------------------------------------
+    @cached_property
+    def _z_bank(self) -> TableBank:
+        return TableBank(self.z_density.coding_tables())
+
+    @cached_property
+    def _y_bank(self) -> TableBank:
+        return TableBank(gaussian_coding_tables())
+
+    def analyse(self, x: torch.Tensor) -> torch.Tensor:
+        """Analysis transform of an image (1, 3, H, W) in [0, 1], padded as coding needs."""
+        return self.analysis(pad_to_multiple(x))
+
+    def quantise(self, features: torch.Tensor, q: float) -> Latents:
+        """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""
+        y_bank = self._y_bank
+        q_t = torch.tensor([q], device=features.device)
+        y = features / self.latent_scale(q_t)
+        with _exact_convolutions():
+            z_sym = torch.round(self.hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
+            q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_sym))
+            y_s = y / q_step
+            m1, m2 = checkerboard_masks(*y.shape[1:], y.device)
+            radius = torch.from_numpy(y_bank.radius).to(y.device)
+
+            idx1 = scale_index(scales[0][m1])
+            sym1 = torch.round(y_s[0][m1] - means[0][m1])
+            sym1 = torch.maximum(torch.minimum(sym1, radius[idx1]), -radius[idx1])
+            y_hat_s = torch.zeros_like(y_s)
+            y_hat_s[0][m1] = sym1 + means[0][m1]
+            scales2, means2 = self.spatial_prior(y_hat_s, means, scales, q_step)
+            idx2 = scale_index(scales2[0][m2])
+            sym2 = torch.round(y_s[0][m2] - means2[0][m2])
+            sym2 = torch.maximum(torch.minimum(sym2, radius[idx2]), -radius[idx2])
+            y_hat_s[0][m2] = sym2 + means2[0][m2]
+
+        bits = -(
+            torch.log2(self.z_density.likelihood(z_sym)).sum()
+            + torch.log2(gaussian_likelihood(sym1, scales[0][m1])).sum()
+            + torch.log2(gaussian_likelihood(sym2, scales2[0][m2])).sum()
+        )
+        return Latents(z_sym, sym1, idx1, sym2, idx2, y_hat_s, q_step, bits)
+
+    @torch.inference_mode()
+    def estimate_bits(self, features: torch.Tensor, q: float) -> float:
+        """The entropy model's estimate of a frame's coded size at quality ``q`` (rate probe)."""
+        return float(self.quantise(features, q).bits)
+
+    def encode_latents(self, lat: Latents, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
+        """Entropy-code quantised latents into a frame payload."""
+        if not 1 <= substreams <= 255:
+            raise ValueError("substreams must lie in 1..255")
+        z_sym = lat.z_sym.to(torch.int32).cpu().numpy().ravel()
+        z_idx = np.repeat(np.arange(self.n), z_sym.size // self.n)
+        sym1, idx1 = lat.sym1.to(torch.int32).cpu().numpy(), lat.idx1.cpu().numpy()
+        sym2, idx2 = lat.sym2.to(torch.int32).cpu().numpy(), lat.idx2.cpu().numpy()
+        chunks = [self._z_bank.encode(z_sym, z_idx)]
+        chunks += encode_substreams(self._y_bank, sym1, idx1, substreams, self.executor)
+        chunks += encode_substreams(self._y_bank, sym2, idx2, substreams, self.executor)
+        return _pack_payload(_latent_crc(z_sym, sym1, sym2), substreams, chunks)
+
+    def decode_latents(self, payload: bytes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entropy-decode a frame payload to (y_hat / q_step, q_step), checking the latents' CRC."""
+        check, substreams, chunks = _unpack_payload(payload)
+        device = self.q_basic.device
+        hp, wp = -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+        n = self.n
+        hz, wz = hp // 64, wp // 64
+        z_idx = np.repeat(np.arange(n), hz * wz)
+        try:
+            z_sym = self._z_bank.decode(chunks[0], z_idx)
+        except (ValueError, RuntimeError) as exc:
+            raise CorruptStreamError(f"hyper-latent does not decode: {exc}") from exc
+        z_hat = torch.from_numpy(z_sym.astype(np.float32)).view(1, n, hz, wz).to(device)
+        with _exact_convolutions():
+            q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_hat))
+            m1, m2 = checkerboard_masks(n, hp // 16, wp // 16, device)
+            sym1 = self._decode_step(chunks[1 : 1 + substreams], scales[0][m1])
+            y_hat_s = torch.zeros_like(means)
+            y_hat_s[0][m1] = torch.from_numpy(sym1).to(device, means.dtype) + means[0][m1]
+            scales2, means2 = self.spatial_prior(y_hat_s, means, scales, q_step)
+            sym2 = self._decode_step(chunks[1 + substreams :], scales2[0][m2])
+        if _latent_crc(z_sym, sym1, sym2) != check:
+            raise DesyncError("decoded latents fail their checksum: entropy parameters differ from the encoder's")
+        y_hat_s[0][m2] = torch.from_numpy(sym2).to(device, means.dtype) + means2[0][m2]
+        return y_hat_s, q_step
+
+    def synthesise(self, y_hat_s: torch.Tensor, q_step: torch.Tensor, q: float, height: int, width: int) -> torch.Tensor:
+        """Synthesis transform of decoded latents: the image (1, 3, height, width) in [0, 1]."""
+        scale = self.latent_scale(torch.tensor([q], device=y_hat_s.device))
+        x_hat = self.synthesis(y_hat_s * q_step * scale)
+        return x_hat[..., :height, :width].clamp(0, 1)
+
+    @torch.inference_mode()
+    def compress(
+        self,
+        x: torch.Tensor,
+        q: float,
+        substreams: int = DEFAULT_SUBSTREAMS,
+        features: torch.Tensor | None = None,
+        reconstruct: bool = False,
+    ) -> tuple[EncodedFrame, torch.Tensor | None]:
+        """Code one image (1, 3, H, W) in [0, 1] at quality ``q``.
+
+        Returns the frame and, when ``reconstruct`` is set, the decoder's reconstruction (1, 3, H, W).
+        ``features`` may pass the result of :meth:`analyse` when rate control has computed it already.
+        """
+        if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+            raise ValueError(f"expected an image tensor of shape (1, 3, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        q_index = q_to_index(q)
+        q = index_to_q(q_index)
+        if features is None:
+            features = self.analyse(x)
+        lat = self.quantise(features, q)
+        frame = EncodedFrame(self.encode_latents(lat, substreams), q_index, h, w, float(lat.bits))
+        x_hat = self.synthesise(lat.y_hat_s, lat.q_step, q, h, w) if reconstruct else None
+        return frame, x_hat
+
+    @torch.inference_mode()
+    def decompress(self, payload: bytes, height: int, width: int, q_index: int) -> torch.Tensor:
+        """Decode one frame's payload to an image (1, 3, height, width) in [0, 1].
+
+        Raises :class:`CorruptStreamError` for a malformed payload and :class:`DesyncError` when the decoded
+        latents fail their checksum (the entropy parameters differ from the encoder's).
+        """
+        y_hat_s, q_step = self.decode_latents(payload, height, width)
+        return self.synthesise(y_hat_s, q_step, index_to_q(q_index), height, width)
+
+    def _decode_step(self, chunks: Sequence[bytes], scales: torch.Tensor) -> np.ndarray:
+        index = scale_index(scales).cpu().numpy()
+        try:
+            return decode_substreams(self._y_bank, chunks, index, self.executor)
+        except (ValueError, RuntimeError) as exc:
+            raise CorruptStreamError(f"latent does not decode: {exc}") from exc
+
+
+def _exact_convolutions() -> contextlib.AbstractContextManager:
+    """Keep the entropy-parameter path in full fp32 on GPUs: cuDNN's default TF32 would make the decoder's
+    parameters differ from the encoder's far more often."""
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
+
+
+def _latent_crc(*arrays: np.ndarray) -> int:
+    value = 0
+    for a in arrays:
+        value = crc32c.crc32c(np.ascontiguousarray(a, dtype="<i2").tobytes(), value)
+    return value
+
+
+def _pack_payload(check: int, substreams: int, chunks: Sequence[bytes]) -> bytes:
+    lengths = struct.pack(f"<{len(chunks)}I", *(len(c) for c in chunks))
+    return _PAYLOAD_HEAD.pack(PAYLOAD_VERSION, check, substreams) + lengths + b"".join(chunks)
+
+
+def _unpack_payload(payload: bytes) -> tuple[int, int, list[bytes]]:
+    if len(payload) < _PAYLOAD_HEAD.size:
+        raise CorruptStreamError("frame payload is shorter than its header")
+    version, check, substreams = _PAYLOAD_HEAD.unpack_from(payload)
+    if version != PAYLOAD_VERSION or substreams == 0:
+        raise CorruptStreamError(f"unknown frame payload version {version} or sub-stream count {substreams}")
+    count = 1 + 2 * substreams
+    offset = _PAYLOAD_HEAD.size + 4 * count
+    if len(payload) < offset:
+        raise CorruptStreamError("frame payload is shorter than its sub-stream table")
+    lengths = struct.unpack_from(f"<{count}I", payload, _PAYLOAD_HEAD.size)
+    if offset + sum(lengths) != len(payload) or any(n % 4 for n in lengths):
+        raise CorruptStreamError("frame payload's sub-stream lengths do not add up")
+    chunks = []
+    for n in lengths:
+        chunks.append(payload[offset : offset + n])
+        offset += n
+    return check, substreams, chunks
+
+
+__all__ = ["EVC", "EncodedFrame", "PAD_MULTIPLE", "pad_to_multiple"]

@@ -1,0 +1,85 @@
+"""Model names, their architectures, and the shipped weights: ``load_model("evc-s")``.
+
+Names are ``evc-<encoder size><decoder size>`` with sizes s, m, l (``evc-ls`` = Large encoder, Small decoder);
+``evc-s``, ``evc-m`` and ``evc-l`` stand for ``evc-ss``, ``evc-mm`` and ``evc-ll``. Weights ship as fp16
+safetensors beside a JSON model card saying how they were trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from ..errors import ModelNotFoundError
+from .evc import EVC
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SIZES = "sml"
+ALIASES = {f"evc-{s}": f"evc-{s}{s}" for s in SIZES}
+ARCHITECTURES = {f"evc-{e}{d}": (e, d) for e in SIZES for d in SIZES}
+#: FourCC of each architecture in stream headers (encoder size is irrelevant to decoding).
+CODEC_IDS = {name: f"EVC{d.upper()}" for name, (_, d) in ARCHITECTURES.items()}
+
+
+def model_names() -> list[str]:
+    """Every known model name, aliases included."""
+    return sorted(ARCHITECTURES) + sorted(ALIASES)
+
+
+def canonical_name(name: str) -> str:
+    """Resolve an alias; raise :class:`ModelNotFoundError` listing the known names for an unknown one."""
+    name = ALIASES.get(name, name)
+    if name not in ARCHITECTURES:
+        raise ModelNotFoundError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    return name
+
+
+def create_model(name: str) -> EVC:
+    """A freshly initialised (untrained) model of the named architecture, for training."""
+    enc, dec = ARCHITECTURES[canonical_name(name)]
+    return EVC(enc, dec)
+
+
+def weights_path(name: str) -> Path:
+    """Where the shipped weights of a model live (whether or not they exist)."""
+    return WEIGHTS_DIR / f"{canonical_name(name)}.safetensors"
+
+
+def weights_hash(path: Path) -> bytes:
+    """The 16-byte identity of a weights file that streams record (first half of its SHA-256)."""
+    return hashlib.sha256(Path(path).read_bytes()).digest()[:16]
+
+
+def model_card(name: str) -> dict[str, Any]:
+    """The JSON model card shipped beside a model's weights."""
+    path = weights_path(name).with_suffix(".json")
+    if not path.exists():
+        raise ModelNotFoundError(f"no model card for {canonical_name(name)!r} at {path}")
+    return json.loads(path.read_text())
+
+
+def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights: Path | None = None) -> EVC:
+    """Load a model with trained weights, in eval mode on ``device``.
+
+    ``weights`` overrides the shipped file (e.g. a freshly exported one). Names without shipped weights
+    raise :class:`ModelNotFoundError` saying which models have weights.
+    """
+    canonical = canonical_name(name)
+    path = Path(weights) if weights is not None else weights_path(canonical)
+    if not path.exists():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+        raise ModelNotFoundError(
+            f"no weights for {canonical!r} (looked for {path}); models with shipped weights: {', '.join(shipped)}"
+        )
+    model = create_model(canonical)
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state)
+    model.name = canonical
+    model.codec_id = CODEC_IDS[canonical]
+    model.weights_hash = weights_hash(path)
+    return model.eval().to(device)

@@ -1,0 +1,116 @@
+"""Frame encoder and decoder: images in, ``.scv`` packets out, and back.
+
+This is where the neural codec meets the container: the encoder fills the stream header from the model
+(FourCC, weights hash, coder id) and wraps each coded frame in a packet; the decoder refuses streams made with
+other weights and names the frame whose latents desynchronised.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from ..bitstream import Packet, PacketType, StreamHeader
+from ..errors import DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
+from .coder import CODER_ID
+from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame
+
+#: The largest frame side the decoder accepts (the container allows more; the model's memory does not).
+MAX_SIDE = 8192
+
+
+def to_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """An RGB image (H, W, 3) uint8 array, or a (3, H, W)/(1, 3, H, W) float tensor in [0, 1], as (1, 3, H, W)."""
+    if isinstance(image, torch.Tensor):
+        x = image if image.dim() == 4 else image.unsqueeze(0)
+        return x.to(device, torch.float32)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} array of shape {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    return x.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """A (1, 3, H, W) tensor in [0, 1] as an HxWx3 uint8 RGB array."""
+    return x[0].mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+class FrameEncoder:
+    """Codes frames of one size with one model into packets of one stream."""
+
+    def __init__(
+        self,
+        model: EVC,
+        width: int,
+        height: int,
+        q: float,
+        time_base: Fraction = Fraction(1, 25),
+        fps: Fraction | None = None,
+        substreams: int = DEFAULT_SUBSTREAMS,
+    ) -> None:
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+            raise FrameSizeError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
+        self.model = model
+        self.width, self.height = width, height
+        self.q = q
+        self.substreams = substreams
+        self.device = model.q_basic.device
+        self.header = StreamHeader(
+            codec_id=model.codec_id,
+            model_name=model.name,
+            weights_hash=model.weights_hash,
+            coder_id=CODER_ID,
+            width=width,
+            height=height,
+            pad_multiple=PAD_MULTIPLE,
+            time_base=time_base,
+            fps=fps,
+        )
+
+    def encode(
+        self, image: np.ndarray | torch.Tensor, pts: int, q: float | None = None, reconstruct: bool = False
+    ) -> tuple[Packet, EncodedFrame, torch.Tensor | None]:
+        """Code one frame at quality ``q`` (the encoder's default if None) into a KEY packet."""
+        x = to_tensor(image, self.device)
+        if tuple(x.shape[-2:]) != (self.height, self.width):
+            raise ValueError(
+                f"frame is {x.shape[-1]}x{x.shape[-2]}, but this stream is {self.width}x{self.height}"
+            )
+        frame, x_hat = self.model.compress(
+            x, self.q if q is None else q, substreams=self.substreams, reconstruct=reconstruct
+        )
+        return Packet(PacketType.KEY, pts, frame.q_index, frame.payload), frame, x_hat
+
+
+class FrameDecoder:
+    """Decodes the packets of one stream with the model that made it."""
+
+    def __init__(self, model: EVC, header: StreamHeader) -> None:
+        if header.coder_id != CODER_ID:
+            raise UnsupportedVersionError(f"stream uses entropy coder {header.coder_id:#06x}; this build has {CODER_ID:#06x}")
+        if header.weights_hash != model.weights_hash:
+            raise WrongModelError(
+                f"stream was encoded with {header.model_name!r} weights {header.weights_hash.hex()}, "
+                f"but the model given ({model.name!r}) has weights {model.weights_hash.hex()}"
+            )
+        if not (header.width <= MAX_SIDE and header.height <= MAX_SIDE):
+            raise FrameSizeError(f"frame size {header.width}x{header.height} exceeds {MAX_SIDE}")
+        self.model = model
+        self.header = header
+
+    def decode_tensor(self, packet: Packet, frame_number: int | None = None) -> torch.Tensor:
+        """Decode a packet to a (1, 3, H, W) tensor on the model's device."""
+        try:
+            return self.model.decompress(packet.payload, self.header.height, self.header.width, packet.q_index)
+        except DesyncError as exc:
+            where = f"frame {frame_number} (pts {packet.pts})" if frame_number is not None else f"pts {packet.pts}"
+            raise DesyncError(f"{where}: {exc}", frame=frame_number) from None
+
+    def decode(self, packet: Packet, frame_number: int | None = None) -> np.ndarray:
+        """Decode a packet to an HxWx3 uint8 RGB image."""
+        return to_image(self.decode_tensor(packet, frame_number))
+
+
+__all__ = ["FrameEncoder", "FrameDecoder", "to_tensor", "to_image"]
