@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="an image to code (resized to --size); default a synthetic frame")
     p.add_argument("--frames", type=int, default=20, help="timed frames (after 3 warm-up frames)")
     p.add_argument("--qp", type=float, default=32)
+    p.add_argument("--coder-threads", type=int, default=4, help="entropy-coding threads (1: no thread pool)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 
@@ -37,9 +38,10 @@ def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     model = load_model(args.model, pick_device(args.device), args.weights)
-    model.executor = ThreadPoolExecutor(4)
+    model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
     image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
     result = run_benchmark(model, image, frames=args.frames, qp=args.qp)
+    result["coder_threads"] = args.coder_threads
     if args.json:
         print_json(result)
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", type=Path, help="write an RD plot here (png/pdf/svg)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int)
+    p.add_argument("--per-image", action="store_true", help="also list every (codec, setting, image) point")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     summary["bd_rate_vs_paper_evc_ss"] = _clean(
         {name: _safe_bd(paper_rates, paper_psnr, c.bpp, c.psnr, bd_rate) for name, c in curves.items()}
     )
+    if args.per_image:
+        summary["points"] = [dataclasses.asdict(p) for p in results.points]
     if args.plot:
         plot_rd(results, args.plot, EVC_PAPER_KODAK, title=f"{args.dataset.name} ({len(images)} images)")
         summary["plot"] = str(args.plot)

@@ -37,6 +37,9 @@ PAD_MULTIPLE = 64
 PAYLOAD_VERSION = 1
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
+#: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
+#: outweighs the parallelism, so small frames use fewer sub-streams than asked for.
+MIN_SUBSTREAM_SYMBOLS = 32768
 _PAYLOAD_HEAD = struct.Struct("<BIB")  # version, CRC32C of the quantised latents, sub-streams per step
 
 
@@ -54,7 +57,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
 
 @dataclass(frozen=True)
 class EncodedFrame:
-    """One coded frame: the payload plus what the container stores beside it."""
+    """One coded frame: the payload plus what the container stores beside it.
+
+    ``estimated_bits`` is the model's estimate of ``8 * len(payload)`` (entropy plus framing).
+    """
 
     payload: bytes
     q_index: int
@@ -158,11 +164,13 @@ class EVC(nn.Module):
         """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""
         y_bank = self._y_bank
         q_t = torch.tensor([q], device=features.device)
-        y = features / self.latent_scale(q_t)
+        # One memory layout for everything downstream: the decoder's tensors are contiguous, and a conv on
+        # another layout may round differently.
+        y = (features / self.latent_scale(q_t)).contiguous()
         with _exact_convolutions():
             z_sym = torch.round(self.hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
             q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_sym))
-            y_s = y / q_step
+            y_s = (y / q_step).contiguous()
             m1, m2 = checkerboard_masks(*y.shape[1:], y.device)
             radius = torch.from_numpy(y_bank.radius).to(y.device)
 
@@ -185,9 +193,11 @@ class EVC(nn.Module):
         return Latents(z_sym, sym1, idx1, sym2, idx2, y_hat_s, q_step, bits)
 
     @torch.inference_mode()
-    def estimate_bits(self, features: torch.Tensor, q: float) -> float:
-        """The entropy model's estimate of a frame's coded size at quality ``q`` (rate probe)."""
-        return float(self.quantise(features, q).bits)
+    def estimate_bits(self, features: torch.Tensor, q: float, substreams: int = DEFAULT_SUBSTREAMS) -> float:
+        """The estimate of a frame's payload size in bits at quality ``q`` (the rate probe): the entropy
+        model's bits plus the payload's framing."""
+        lat = self.quantise(features, q)
+        return float(lat.bits) + framing_bits(len(lat.sym1), substreams)
 
     def encode_latents(self, lat: Latents, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
         """Entropy-code quantised latents into a frame payload."""
@@ -197,6 +207,7 @@ class EVC(nn.Module):
         z_idx = np.repeat(np.arange(self.n), z_sym.size // self.n)
         sym1, idx1 = lat.sym1.to(torch.int32).cpu().numpy(), lat.idx1.cpu().numpy()
         sym2, idx2 = lat.sym2.to(torch.int32).cpu().numpy(), lat.idx2.cpu().numpy()
+        substreams = substream_count(len(sym1), substreams)
         chunks = [self._z_bank.encode(z_sym, z_idx)]
         chunks += encode_substreams(self._y_bank, sym1, idx1, substreams, self.executor)
         chunks += encode_substreams(self._y_bank, sym2, idx2, substreams, self.executor)
@@ -256,7 +267,8 @@ class EVC(nn.Module):
         if features is None:
             features = self.analyse(x)
         lat = self.quantise(features, q)
-        frame = EncodedFrame(self.encode_latents(lat, substreams), q_index, h, w, float(lat.bits))
+        estimate = float(lat.bits) + framing_bits(len(lat.sym1), substreams)
+        frame = EncodedFrame(self.encode_latents(lat, substreams), q_index, h, w, estimate)
         x_hat = self.synthesise(lat.y_hat_s, lat.q_step, q, h, w) if reconstruct else None
         return frame, x_hat
 
@@ -282,6 +294,17 @@ def _exact_convolutions() -> contextlib.AbstractContextManager:
     """Keep the entropy-parameter path in full fp32 on GPUs: cuDNN's default TF32 would make the decoder's
     parameters differ from the encoder's far more often."""
     return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
+
+
+def substream_count(step_symbols: int, requested: int) -> int:
+    """Sub-streams a coding step of ``step_symbols`` symbols really uses when ``requested`` are asked for."""
+    return max(1, min(requested, step_symbols // MIN_SUBSTREAM_SYMBOLS))
+
+
+def framing_bits(step_symbols: int, requested: int) -> int:
+    """Bits of a payload's fixed framing: its head and one length per sub-stream."""
+    chunks = 1 + 2 * substream_count(step_symbols, requested)
+    return 8 * (_PAYLOAD_HEAD.size + 4 * chunks)
 
 
 def _latent_crc(*arrays: np.ndarray) -> int:

@@ -16,6 +16,7 @@ from ..bitstream import Packet, PacketType, StreamHeader
 from ..errors import DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
 from .coder import CODER_ID
 from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame
+from .quality import index_to_q
 
 #: The largest frame side the decoder accepts (the container allows more; the model's memory does not).
 MAX_SIDE = 8192
@@ -49,6 +50,7 @@ class FrameEncoder:
         time_base: Fraction = Fraction(1, 25),
         fps: Fraction | None = None,
         substreams: int = DEFAULT_SUBSTREAMS,
+        controller: object | None = None,
     ) -> None:
         if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
             raise FrameSizeError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
@@ -56,6 +58,10 @@ class FrameEncoder:
         self.width, self.height = width, height
         self.q = q
         self.substreams = substreams
+        #: optional rate controller (duck-typed, see ``streamcodec.ratecontrol``): ``choose(probe, index) -> q``
+        #: with ``probe(q) -> estimated bits`` of the frame, then ``update(q, real_bits)``
+        self.controller = controller
+        self.frame_index = 0
         self.device = model.q_basic.device
         self.header = StreamHeader(
             codec_id=model.codec_id,
@@ -72,15 +78,24 @@ class FrameEncoder:
     def encode(
         self, image: np.ndarray | torch.Tensor, pts: int, q: float | None = None, reconstruct: bool = False
     ) -> tuple[Packet, EncodedFrame, torch.Tensor | None]:
-        """Code one frame at quality ``q`` (the encoder's default if None) into a KEY packet."""
+        """Code one frame at quality ``q`` into a KEY packet: an explicit ``q`` wins, else the rate controller
+        chooses (probing the entropy model's estimate at candidate qs), else the encoder's default q."""
         x = to_tensor(image, self.device)
         if tuple(x.shape[-2:]) != (self.height, self.width):
             raise ValueError(
                 f"frame is {x.shape[-1]}x{x.shape[-2]}, but this stream is {self.width}x{self.height}"
             )
+        features = None
+        if self.controller is not None and q is None:
+            with torch.inference_mode():
+                features = self.model.analyse(x)
+            q = self.controller.choose(lambda qq: self.model.estimate_bits(features, qq), self.frame_index)
         frame, x_hat = self.model.compress(
-            x, self.q if q is None else q, substreams=self.substreams, reconstruct=reconstruct
+            x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct
         )
+        if self.controller is not None:
+            self.controller.update(index_to_q(frame.q_index), 8 * len(frame.payload))
+        self.frame_index += 1
         return Packet(PacketType.KEY, pts, frame.q_index, frame.payload), frame, x_hat
 
 

@@ -1,0 +1,32 @@
+"""Per-frame rate control for streamcodec: CQP, CRF, ABR and CBR with a leaky-bucket VBV.
+
+Pure Python (no torch, no I/O). A controller implements :class:`~streamcodec.ratecontrol.base.RateController`:
+``choose(probe, frame_index) -> q`` with ``probe(q) -> estimated bits`` of the current frame, then
+``update(q, real_bits)``. :class:`streamcodec.codec.stream.FrameEncoder` drives one when given
+``controller=``.
+"""
+
+from .base import Decision, Probe, RateController, snap_q
+from .model import DEFAULT_SLOPE, LogLinearRQ, secant_search
+from .modes import ABRController, CBRController, CQPController, CRFController, ModelController
+from .vbv import VBV, simulate
+
+MODES = ("cqp", "crf", "abr", "cbr")
+
+__all__ = [
+    "ABRController",
+    "CBRController",
+    "CQPController",
+    "CRFController",
+    "DEFAULT_SLOPE",
+    "Decision",
+    "LogLinearRQ",
+    "MODES",
+    "ModelController",
+    "Probe",
+    "RateController",
+    "VBV",
+    "secant_search",
+    "simulate",
+    "snap_q",
+]

@@ -1,0 +1,339 @@
+"""The four modes: CQP, CRF (optionally VBV-capped), ABR (optionally VBV-capped) and CBR (always with a VBV).
+
+Every model-driven mode works the same way on each frame:
+
+1. a per-frame **budget** in real bits (mode-specific: ABR from the bits still owed over a smoothing window,
+   CBR from the decoder-buffer fullness, CRF has none), weighted by the frame's complexity relative to the
+   recent average (``qcomp``: 0 = same bits for every frame, 1 = bits follow complexity, i.e. constant q);
+2. a first probe at the q the model predicts for that budget (the previous frame's intercept, clamped to
+   ``max_dq`` of the previous q). The probe measures this frame's complexity; a jump of more than
+   ``cut_threshold`` in ln-rate at equal q is a **scene cut**: the complexity average restarts and the q clamp
+   is lifted for this frame;
+3. at most one more probe and a final secant step (:func:`~streamcodec.ratecontrol.model.secant_search`);
+4. with a VBV, a hard cap: the frame's predicted real size (estimate + learned overhead + 3 spreads) must fit in
+   95 % of the buffer's fullness; if the search result does not, the clamp is lifted and q is searched down
+   (up to ``rescue_probes`` extra probes, the only case where more than two probes are made);
+5. after coding, :meth:`update` learns the overhead and the intercept, and steps the VBV.
+
+``probe`` may be None (no estimate available, e.g. a caller without features): the q then comes from the model
+alone and the intercept is learned from the real size; tests and the benchmark use this to show what the
+probes buy.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .base import Q_MAX, Q_MIN, Decision, Probe, RateController, snap_q
+from .model import DEFAULT_SLOPE, LogLinearRQ, predict_from_points, secant_search
+from .vbv import VBV
+
+#: the share of the VBV fullness a frame may be planned to use (the rest absorbs prediction error)
+VBV_SAFETY = 0.95
+
+
+class CQPController(RateController):
+    """Constant q: no probes, no model (the controller form of ``--qp``)."""
+
+    mode = "cqp"
+
+    def __init__(self, q: float, fps: float | Fraction, history: int | None = 0) -> None:
+        super().__init__(fps, history)
+        self.q = snap_q(q)
+
+    def choose(self, probe: Probe | None, frame_index: int) -> float:
+        self._begin(frame_index, self.q)
+        return self.q
+
+    def describe(self) -> dict:
+        return {**super().describe(), "q": self.q}
+
+
+class ModelController(RateController):
+    """Shared machinery of the model-driven modes (see the module docstring)."""
+
+    #: complexity weighting of the budget (see module docstring)
+    qcomp = 0.0
+
+    def __init__(
+        self,
+        fps: float | Fraction,
+        *,
+        vbv: VBV | None = None,
+        max_probes: int = 2,
+        max_dq: float = 10.0,
+        cut_threshold: float = 0.25,
+        complexity_window: float = 2.0,
+        start_q: float = 32.0,
+        slope: float = DEFAULT_SLOPE,
+        retry_tol: float = 0.03,
+        rescue_probes: int = 3,
+        history: int | None = 0,
+    ) -> None:
+        super().__init__(fps, history)
+        if max_probes < 0 or rescue_probes < 0:
+            raise ValueError("probe counts must be >= 0")
+        if max_dq <= 0:
+            raise ValueError("max_dq must be positive")
+        self.vbv = vbv
+        self.max_probes = max_probes
+        self.max_dq = max_dq
+        self.cut_threshold = cut_threshold
+        self.complexity_frames = max(1.0, complexity_window * self.fps)
+        self.start_q = snap_q(start_q)
+        self.retry_tol = retry_tol
+        self.rescue_probes = rescue_probes
+        self.model = LogLinearRQ(slope=slope)
+        self.q_prev: float | None = None
+        #: running mean of the frame intercepts (complexity), restarted at scene cuts
+        self.mean_a: float | None = None
+        self._a_frame: float | None = None
+        self.probe_count = 0
+        self.scene_cuts = 0
+
+    # -- mode hooks -----------------------------------------------------------------------------------------
+    def base_budget(self) -> float | None:
+        """This frame's budget in real bits before complexity weighting (None: q-driven mode)."""
+        raise NotImplementedError
+
+    def q_target(self, a: float | None, points: list[tuple[float, float]]) -> float | None:
+        """For q-driven modes (CRF): the q to code at given this frame's intercept."""
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _budget(self, a: float | None) -> float | None:
+        base = self.base_budget()
+        if base is None:
+            return None
+        if a is not None and self.mean_a is not None and self.qcomp:
+            base *= math.exp(max(-0.7, min(0.7, self.qcomp * (a - self.mean_a))))
+        return max(base, 1.0)
+
+    def _cap_est(self) -> float | None:
+        """The most the entropy estimate of this frame may be, for the VBV (None: no VBV)."""
+        if self.vbv is None:
+            return None
+        m = self.model
+        return VBV_SAFETY * self.vbv.fullness - m.offset - 3 * m.offset_dev
+
+    def _window(self, free: bool) -> tuple[float, float]:
+        if free or self.q_prev is None:
+            return Q_MIN, Q_MAX
+        return max(Q_MIN, self.q_prev - self.max_dq), min(Q_MAX, self.q_prev + self.max_dq)
+
+    # -- the per-frame decision ------------------------------------------------------------------------------
+    def choose(self, probe: Probe | None, frame_index: int) -> float:
+        m = self.model
+        use_probe = probe is not None and self.max_probes > 0
+        points: list[tuple[float, float]] = []
+        counted = _SnappedProbe(probe) if probe is not None else None
+        dec = self._begin(frame_index, self.start_q)
+        cap_est = self._cap_est()
+        dec.cap = self.vbv.fullness if self.vbv is not None else None
+        dec.buffer_before = dec.cap
+
+        # first guess from the previous frame's intercept
+        lo, hi = self._window(False)
+        budget = self._budget(m.a)
+        q_guess = self.q_target(m.a, points)
+        if q_guess is None:
+            if m.a is None:
+                q_guess = self.start_q
+            else:
+                target = m.est_for_real(budget) if budget is not None else None
+                if cap_est is not None:
+                    target = min(target, cap_est) if target is not None else None
+                q_guess = m.q_for(max(target, 1.0)) if target is not None else self.start_q
+        q = snap_q(q_guess, lo, hi)
+        a_frame = m.a
+        cut = False
+
+        if use_probe:
+            points.append((q, counted(q)))
+            a_frame = m.intercept(*points[-1])
+            cut = self._a_frame is not None and abs(a_frame - self._a_frame) > self.cut_threshold
+            if cut:
+                self.mean_a = a_frame
+            lo, hi = self._window(cut or m.a is None)
+            budget = self._budget(a_frame)
+            q_fixed = self.q_target(a_frame, points)
+            if q_fixed is not None:  # q-driven: no search, one probe was the complexity measurement
+                q = snap_q(q_fixed, lo, hi)
+                pred = predict_from_points(q, points, m.slope)
+            else:
+                target = m.est_for_real(budget)
+                if cap_est is not None:
+                    target = min(target, cap_est)
+                q, pred = secant_search(counted, target, m, points, lo, hi, self.max_probes, self.retry_tol)
+        else:
+            pred = m.rate(q) if m.a is not None else None
+
+        # VBV: the planned size must fit; search down past the clamp when it does not
+        if cap_est is not None and pred is not None and pred > cap_est:
+            if use_probe:
+                # past the clamp, probing until the estimate is within 0.2 % of 98 % of the cap
+                allowed = len(points) + self.rescue_probes
+                q, pred = secant_search(counted, max(cap_est * 0.98, 1.0), m, points, Q_MIN, min(hi, q), allowed, 0.0)
+            else:
+                q = snap_q(m.q_for(max(cap_est * 0.98, 1.0)), Q_MIN, q)
+                pred = m.rate(q)
+
+        if points:
+            self._a_frame = m.observe_points(points)
+        dec.q = q
+        dec.budget = budget
+        dec.predicted_bits = None if pred is None else pred + m.offset
+        dec.probes = points
+        dec.scene_cut = cut
+        if cut:
+            self.scene_cuts += 1
+        return q
+
+    def _after_frame(self, dec: Decision, duration: float) -> None:
+        m = self.model
+        if dec.probes:
+            pred = predict_from_points(dec.q, dec.probes, m.slope)
+            m.observe_real(pred, dec.real_bits)
+            a = self._a_frame
+        else:
+            if m.a is not None:
+                m.observe_real(m.rate(dec.q), dec.real_bits)
+            a = m.intercept(dec.q, max(dec.real_bits - m.offset, 1.0))
+            cut = self._a_frame is not None and abs(a - self._a_frame) > self.cut_threshold
+            if cut:
+                self.mean_a = a
+                self.scene_cuts += 1
+                dec.scene_cut = True
+            m.a = a
+            self._a_frame = a
+        if a is not None:
+            if self.mean_a is None:
+                self.mean_a = a
+            else:
+                self.mean_a += (a - self.mean_a) / self.complexity_frames
+        self.q_prev = dec.q
+        self.probe_count += len(dec.probes)
+        if self.vbv is not None:
+            self.vbv.step(dec.real_bits, duration)
+
+    def describe(self) -> dict:
+        out = {**super().describe(), "qcomp": self.qcomp, "max_probes": self.max_probes, "max_dq": self.max_dq}
+        if self.vbv is not None:
+            out["vbv"] = {"bufsize": self.vbv.bufsize, "maxrate": self.vbv.maxrate, "init": self.vbv.init}
+        return out
+
+
+class _SnappedProbe:
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def __call__(self, q: float) -> float:
+        return float(self.probe(snap_q(q)))
+
+
+class CRFController(ModelController):
+    """Constant quality: q = crf, moved by at most ``max_adjust`` against the frame's complexity relative to the
+    recent average (complex frames a little lower, simple ones a little higher, ``strength`` of the way to equal
+    bits); optionally capped by a VBV (capped CRF). One probe per frame (the complexity measurement)."""
+
+    mode = "crf"
+
+    def __init__(self, crf: float, fps: float | Fraction, *, strength: float = 0.2, max_adjust: float = 4.0,
+                 **kwargs) -> None:
+        kwargs.setdefault("max_probes", 1)
+        kwargs.setdefault("start_q", crf)
+        super().__init__(fps, **kwargs)
+        if not Q_MIN <= crf <= Q_MAX:
+            raise ValueError(f"crf must lie in [{Q_MIN}, {Q_MAX}]")
+        self.crf = snap_q(crf)
+        self.strength = strength
+        self.max_adjust = max_adjust
+
+    def base_budget(self) -> float | None:
+        return None
+
+    def q_target(self, a: float | None, points: list[tuple[float, float]]) -> float | None:
+        if a is None or self.mean_a is None:
+            return self.crf
+        adj = -self.strength * (a - self.mean_a) / self.model.slope
+        return self.crf + max(-self.max_adjust, min(self.max_adjust, adj))
+
+    def _window(self, free: bool) -> tuple[float, float]:
+        return Q_MIN, Q_MAX
+
+    def describe(self) -> dict:
+        return {**super().describe(), "crf": self.crf, "strength": self.strength}
+
+
+class ABRController(ModelController):
+    """Average bitrate: each frame's budget is the nominal ``bitrate/fps`` minus the bits owed (spent minus
+    allowed so far) spread over ``window`` seconds, weighted by complexity (``qcomp``); optionally VBV-capped."""
+
+    mode = "abr"
+    qcomp = 0.8
+
+    def __init__(self, bitrate: float, fps: float | Fraction, *, window: float = 1.0, qcomp: float | None = None,
+                 **kwargs) -> None:
+        super().__init__(fps, **kwargs)
+        if bitrate <= 0:
+            raise ValueError("bitrate must be positive")
+        self.bitrate = float(bitrate)
+        self.window_frames = max(1.0, window * self.fps)
+        if qcomp is not None:
+            self.qcomp = qcomp
+        self.allowed_bits = 0.0
+
+    @property
+    def frame_bits(self) -> float:
+        return self.bitrate / self.fps
+
+    def base_budget(self) -> float:
+        owed = self.total_bits - self.allowed_bits
+        r = self.frame_bits
+        return min(max(r - owed / self.window_frames, 0.5 * r), 2.0 * r)
+
+    def _after_frame(self, dec: Decision, duration: float) -> None:
+        self.allowed_bits += self.bitrate * duration
+        super()._after_frame(dec, duration)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "bitrate": self.bitrate, "window_frames": self.window_frames}
+
+
+class CBRController(ModelController):
+    """Constant bitrate through a leaky-bucket VBV: the budget is one channel interval of bits plus the excess of
+    the buffer over its target fullness (``init``) spread over ``drain`` frames (half the buffer's duration,
+    at least 2 frames, at most one second), weighted a little by complexity; the VBV cap makes underflow
+    impossible unless even q = 0 does not fit."""
+
+    mode = "cbr"
+    qcomp = 0.4
+
+    def __init__(self, bitrate: float, fps: float | Fraction, bufsize: float, *, maxrate: float | None = None,
+                 init: float = 0.9, qcomp: float | None = None, **kwargs) -> None:
+        maxrate = float(maxrate or bitrate)
+        vbv = VBV(bufsize, maxrate, fps, init)
+        if bufsize < vbv.inflow:
+            raise ValueError(f"bufsize {bufsize:.0f} bits is less than one frame's share of the rate "
+                             f"({vbv.inflow:.0f} bits): CBR needs at least one frame of buffer")
+        super().__init__(fps, vbv=vbv, **kwargs)
+        self.bitrate = float(bitrate)
+        if qcomp is not None:
+            self.qcomp = qcomp
+        self.target_level = init * bufsize
+        self.drain_frames = min(max(2.0, 0.5 * bufsize / vbv.inflow), self.fps)
+
+    def base_budget(self) -> float:
+        vbv = self.vbv
+        r = self.bitrate / self.fps
+        budget = r + (vbv.fullness - self.target_level) / self.drain_frames
+        # never plan filler: use at least what keeps the buffer from overflowing
+        budget = max(budget, vbv.fullness + vbv.inflow - vbv.bufsize, 0.1 * r)
+        return budget
+
+    def describe(self) -> dict:
+        return {**super().describe(), "bitrate": self.bitrate, "drain_frames": self.drain_frames}
+
+
+__all__ = ["ABRController", "CBRController", "CQPController", "CRFController", "ModelController", "VBV_SAFETY"]

@@ -1,0 +1,133 @@
+"""The neural codec: bit-exact round trips, sizes, qualities, sub-streams, the rate estimate and decoder safety."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import streamcodec
+from streamcodec.bench import synthetic_frame
+from streamcodec.codec import registry
+from streamcodec.codec.evc import EVC
+from streamcodec.codec.quality import index_to_q, interpolate_log, q_to_index
+from streamcodec.codec.stream import FrameDecoder, FrameEncoder, to_image, to_tensor
+from streamcodec.errors import CorruptStreamError, DesyncError, ModelNotFoundError, WrongModelError
+
+
+def roundtrip(model: EVC, image: np.ndarray, q: float, **kw: object) -> tuple[bytes, torch.Tensor, torch.Tensor]:
+    x = to_tensor(image, "cpu")
+    frame, x_hat = model.compress(x, q, reconstruct=True, **kw)
+    decoded = model.decompress(frame.payload, image.shape[0], image.shape[1], frame.q_index)
+    return frame.payload, x_hat, decoded
+
+
+@pytest.mark.parametrize("size", [(333, 500), (1, 1), (5, 7), (64, 64), (70, 130)])
+@pytest.mark.parametrize("q", [0, 63])
+def test_decoder_output_equals_encoder_reconstruction(model: EVC, size: tuple[int, int], q: float) -> None:
+    image = synthetic_frame(size[1], size[0], seed=sum(size))
+    _, x_hat, decoded = roundtrip(model, image, q)
+    assert decoded.shape == (1, 3, *size)
+    assert torch.equal(decoded, x_hat)
+
+
+def test_quality_orders_rate_and_distortion(model: EVC, photo: np.ndarray) -> None:
+    sizes, errors = [], []
+    for q in (0, 21, 42, 63):
+        payload, _, decoded = roundtrip(model, photo, q)
+        sizes.append(len(payload))
+        errors.append(float(np.mean((to_image(decoded).astype(float) - photo) ** 2)))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert errors[-1] < errors[0]
+
+
+def test_fractional_q_is_stored_exactly(model: EVC, photo: np.ndarray) -> None:
+    x = to_tensor(photo, "cpu")
+    frame, x_hat = model.compress(x, 31.2344, reconstruct=True)
+    assert frame.q_index == 31234 and index_to_q(frame.q_index) == 31.234
+    same, _ = model.compress(x, 31.234)
+    assert same.payload == frame.payload
+    assert torch.equal(model.decompress(frame.payload, *photo.shape[:2], frame.q_index), x_hat)
+
+
+def test_q_maps_to_anchor_scales_log_linearly() -> None:
+    anchors = torch.tensor([8.0, 4.0, 2.0, 1.0])
+    assert interpolate_log(anchors, torch.tensor([0.0, 21.0, 42.0, 63.0])).tolist() == [8.0, 4.0, 2.0, 1.0]
+    assert interpolate_log(anchors, torch.tensor([10.5])).item() == pytest.approx(2**2.5)
+    with pytest.raises(ValueError):
+        q_to_index(63.5)
+
+
+def test_real_size_matches_the_model_estimate(model: EVC, photo: np.ndarray) -> None:
+    image = np.concatenate([np.concatenate([photo, photo[:, ::-1]], 1)] * 2, 0)  # 640x360 of real footage
+    features = model.analyse(to_tensor(image, "cpu"))
+    for q in (0, 24, 48, 63):
+        frame, _ = model.compress(to_tensor(image, "cpu"), q)
+        assert model.estimate_bits(features, q) == pytest.approx(frame.estimated_bits, rel=1e-6)
+        estimate = frame.estimated_bits / 8
+        assert abs(len(frame.payload) - estimate) / estimate < 0.03
+
+
+def test_substreams_and_threads_decode_identically(model: EVC) -> None:
+    image = synthetic_frame(640, 448, seed=5)
+    one, x_hat, _ = roundtrip(model, image, 40, substreams=1)
+    many, _, _ = roundtrip(model, image, 40, substreams=4)
+    assert len(many) > len(one)  # more sub-streams really were written
+    model.executor = ThreadPoolExecutor(3)
+    try:
+        threaded, _, decoded = roundtrip(model, image, 40, substreams=4)
+    finally:
+        model.executor.shutdown()
+        model.executor = None
+    assert threaded == many
+    for payload in (one, many):
+        assert torch.equal(model.decompress(payload, 448, 640, q_to_index(40)), x_hat)
+    assert torch.equal(decoded, x_hat)
+
+
+def test_damaged_payload_never_decodes_silently(model: EVC, photo: np.ndarray) -> None:
+    payload, _, _ = roundtrip(model, photo, 32)
+    h, w = photo.shape[:2]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        damaged = bytearray(payload)
+        pos = int(rng.integers(46, len(payload)))  # inside the coded data, past the sub-stream table
+        damaged[pos] ^= 1 << int(rng.integers(8))
+        with pytest.raises((DesyncError, CorruptStreamError)):
+            model.decompress(bytes(damaged), h, w, q_to_index(32))
+    with pytest.raises(CorruptStreamError):
+        model.decompress(payload[: len(payload) // 2], h, w, q_to_index(32))
+    with pytest.raises(CorruptStreamError):
+        model.decompress(b"\x07" + payload[1:], h, w, q_to_index(32))
+
+
+def test_other_weights_are_refused(model: EVC, photo: np.ndarray, tmp_path) -> None:
+    encoder = FrameEncoder(model, photo.shape[1], photo.shape[0], 20)
+    packet, _, _ = encoder.encode(photo, 0)
+    other = registry.create_model("evc-ss")
+    path = tmp_path / "other.safetensors"
+    from streamcodec.train.weights import save_weights
+
+    save_weights(other.state_dict(), path, {})
+    with pytest.raises(WrongModelError, match="weights"):
+        FrameDecoder(streamcodec.load_model("evc-s", weights=path), encoder.header)
+    assert FrameDecoder(model, encoder.header).decode(packet, 0).shape == photo.shape
+
+
+def test_wrong_size_frame_is_an_error(model: EVC, photo: np.ndarray) -> None:
+    encoder = FrameEncoder(model, 64, 48, 20)
+    with pytest.raises(ValueError, match="64x48"):
+        encoder.encode(photo, 0)
+
+
+def test_registry_names_and_sizes() -> None:
+    assert registry.canonical_name("evc-s") == "evc-ss"
+    ls = registry.create_model("evc-ls")
+    assert ls.analysis[0].conv1.out_channels == 192 and ls.synthesis[-1][0].in_channels == 64
+    with pytest.raises(ModelNotFoundError, match="evc-ss"):
+        streamcodec.load_model("evc-xx")
+    with pytest.raises(ModelNotFoundError, match="with shipped weights: evc-ss"):
+        streamcodec.load_model("evc-ll")
+    assert "steps" in streamcodec.model_card("evc-s")
