@@ -69,32 +69,33 @@ def desync_check(
     largest pixel difference from the encoder's own reconstruction among frames that did decode.
     ``save_stream`` keeps the first encode setup's stream, to decode it on another machine.
     """
-    height, width = images[0].shape[:2]
     pairs = []
     for enc_setup in encode_setups:
         previous = _with_threads(enc_setup)
         model = _model(enc_setup, model_name, weights)
-        encoder = FrameEncoder(model, width, height, qp)
         coded = []
         for i, image in enumerate(images):
+            encoder = FrameEncoder(model, image.shape[1], image.shape[0], qp)
             packet, _, x_hat = encoder.encode(image, i, reconstruct=True)
-            coded.append((packet, to_image(x_hat)))
+            coded.append((encoder.header, packet, to_image(x_hat)))
         torch.set_num_threads(previous)
         if save_stream is not None and enc_setup is encode_setups[0]:
-            with bitstream.open(save_stream, "w", header=encoder.header) as out:
-                for packet, _ in coded:
+            with bitstream.open(save_stream, "w", header=coded[0][0]) as out:
+                for header, packet, _ in coded:
+                    if header != coded[0][0]:
+                        raise ValueError("--save-stream needs frames of one size")
                     out.write(packet)
         for dec_setup in decode_setups:
             previous = _with_threads(dec_setup)
-            decoder = FrameDecoder(_model(dec_setup, model_name, weights), encoder.header)
+            dec_model = _model(dec_setup, model_name, weights)
             desynced, exact, max_diff = 0, 0, 0
-            for i, (packet, reference) in enumerate(coded):
+            for i, (header, packet, reference) in enumerate(coded):
                 try:
-                    out = decoder.decode(packet, i)
+                    out_image = FrameDecoder(dec_model, header).decode(packet, i)
                 except DesyncError:
                     desynced += 1
                     continue
-                diff = int(np.abs(out.astype(np.int16) - reference).max())
+                diff = int(np.abs(out_image.astype(np.int16) - reference).max())
                 exact += diff == 0
                 max_diff = max(max_diff, diff)
             torch.set_num_threads(previous)
@@ -108,4 +109,5 @@ def desync_check(
                     "max_abs_diff": max_diff,
                 }
             )
-    return {"size": f"{width}x{height}", "qp": qp, "pairs": pairs}
+    sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
+    return {"sizes": sizes, "qp": qp, "pairs": pairs}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..train.card import build_card
+from ..train.card import build_card, kodak_summary
 from ..train.checkpoint import load_checkpoint
 from ..train.weights import load_weights, save_weights
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     (path,) = save_weights(state, args.out, meta, dtype)
     print(f"exported {path} (step {meta.get('step')})")
     if args.card:
-        kodak = json.loads(args.kodak.read_text()) if args.kodak else None
+        kodak = kodak_summary(json.loads(args.kodak.read_text()), meta["model"]) if args.kodak else None
         card = build_card(meta, args.data, kodak)
         path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
         print(f"wrote {path.with_suffix('.json')}")

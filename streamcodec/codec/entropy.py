@@ -102,7 +102,7 @@ def gaussian_likelihood(residual: torch.Tensor, scales: torch.Tensor) -> torch.T
 
 def scale_index(scales: torch.Tensor) -> torch.Tensor:
     """Index into the scale table of the entry nearest (in log space) to each scale."""
-    log_s = torch.log(scales.float().clamp(SCALE_MIN, SCALE_MAX))
+    log_s = torch.log(scales.double().clamp(SCALE_MIN, SCALE_MAX))
     return torch.round((log_s - _LOG_SCALE_MIN) / _LOG_SCALE_STEP).to(torch.int64)
 
 

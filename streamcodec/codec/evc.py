@@ -6,12 +6,14 @@ another q costs only the hyperprior and prior path (:meth:`EVC.estimate_bits`), 
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import struct
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -156,6 +158,28 @@ class EVC(nn.Module):
     def _y_bank(self) -> TableBank:
         return TableBank(gaussian_coding_tables())
 
+    def _exact_prior(self) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+        """Float64 copies of the entropy-parameter networks (hyper encoder, hyper decoder, prior fusion,
+        spatial prior), made on first use on the model's device.
+
+        Coding runs this path in float64: in float32 its results differ between CPU thread counts, memory
+        layouts and devices by ~1e-7, enough to move some of a 1080p frame's 1.5 M scales across a scale-table
+        boundary and desynchronise the decoder; in float64 such differences are ~1e-16. The copies live
+        outside the module tree, so they are neither trained nor saved.
+        """
+        device = self.q_basic.device
+        cached = self.__dict__.get("_exact_prior_cache")
+        if cached is None or cached[0] != device:
+            nets = (self.hyper_encoder, self.hyper_decoder, self.prior_fusion, self.spatial_prior)
+            cached = (device, tuple(copy.deepcopy(net).to(torch.float64) for net in nets))
+            self.__dict__["_exact_prior_cache"] = cached
+        return cached[1]
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """As :meth:`torch.nn.Module.load_state_dict`, dropping the float64 copies of the old weights."""
+        self.__dict__.pop("_exact_prior_cache", None)
+        return super().load_state_dict(*args, **kwargs)
+
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """Analysis transform of an image (1, 3, H, W) in [0, 1], padded as coding needs."""
         return self.analysis(pad_to_multiple(x))
@@ -164,26 +188,24 @@ class EVC(nn.Module):
         """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""
         y_bank = self._y_bank
         q_t = torch.tensor([q], device=features.device)
-        # One memory layout for everything downstream: the decoder's tensors are contiguous, and a conv on
-        # another layout may round differently.
-        y = (features / self.latent_scale(q_t)).contiguous()
-        with _exact_convolutions():
-            z_sym = torch.round(self.hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
-            q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_sym))
-            y_s = (y / q_step).contiguous()
-            m1, m2 = checkerboard_masks(*y.shape[1:], y.device)
-            radius = torch.from_numpy(y_bank.radius).to(y.device)
+        hyper_encoder, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
+        y = (features.double() / self.latent_scale(q_t).double()).contiguous()
+        z_sym = torch.round(hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
+        q_step, scales, means = prior_fusion(hyper_decoder(z_sym))
+        y_s = (y / q_step).contiguous()
+        m1, m2 = checkerboard_masks(*y.shape[1:], y.device)
+        radius = torch.from_numpy(y_bank.radius).to(y.device)
 
-            idx1 = scale_index(scales[0][m1])
-            sym1 = torch.round(y_s[0][m1] - means[0][m1])
-            sym1 = torch.maximum(torch.minimum(sym1, radius[idx1]), -radius[idx1])
-            y_hat_s = torch.zeros_like(y_s)
-            y_hat_s[0][m1] = sym1 + means[0][m1]
-            scales2, means2 = self.spatial_prior(y_hat_s, means, scales, q_step)
-            idx2 = scale_index(scales2[0][m2])
-            sym2 = torch.round(y_s[0][m2] - means2[0][m2])
-            sym2 = torch.maximum(torch.minimum(sym2, radius[idx2]), -radius[idx2])
-            y_hat_s[0][m2] = sym2 + means2[0][m2]
+        idx1 = scale_index(scales[0][m1])
+        sym1 = torch.round(y_s[0][m1] - means[0][m1])
+        sym1 = torch.maximum(torch.minimum(sym1, radius[idx1]), -radius[idx1])
+        y_hat_s = torch.zeros_like(y_s)
+        y_hat_s[0][m1] = sym1 + means[0][m1]
+        scales2, means2 = spatial_prior(y_hat_s, means, scales, q_step)
+        idx2 = scale_index(scales2[0][m2])
+        sym2 = torch.round(y_s[0][m2] - means2[0][m2])
+        sym2 = torch.maximum(torch.minimum(sym2, radius[idx2]), -radius[idx2])
+        y_hat_s[0][m2] = sym2 + means2[0][m2]
 
         bits = -(
             torch.log2(self.z_density.likelihood(z_sym)).sum()
@@ -213,27 +235,44 @@ class EVC(nn.Module):
         chunks += encode_substreams(self._y_bank, sym2, idx2, substreams, self.executor)
         return _pack_payload(_latent_crc(z_sym, sym1, sym2), substreams, chunks)
 
-    def decode_latents(self, payload: bytes, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Entropy-decode a frame payload to (y_hat / q_step, q_step), checking the latents' CRC."""
+    def decode_latents(
+        self, payload: bytes, height: int, width: int, timings: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entropy-decode a frame payload to (y_hat / q_step, q_step), checking the latents' CRC.
+
+        ``timings``, when given, receives the seconds spent in arithmetic decoding under "entropy_decode".
+        """
+        clock = time.perf_counter
+        spent = 0.0
         check, substreams, chunks = _unpack_payload(payload)
         device = self.q_basic.device
         hp, wp = -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
         n = self.n
         hz, wz = hp // 64, wp // 64
         z_idx = np.repeat(np.arange(n), hz * wz)
+        start = clock()
         try:
             z_sym = self._z_bank.decode(chunks[0], z_idx)
         except (ValueError, RuntimeError) as exc:
             raise CorruptStreamError(f"hyper-latent does not decode: {exc}") from exc
-        z_hat = torch.from_numpy(z_sym.astype(np.float32)).view(1, n, hz, wz).to(device)
-        with _exact_convolutions():
-            q_step, scales, means = self.prior_fusion(self.hyper_decoder(z_hat))
-            m1, m2 = checkerboard_masks(n, hp // 16, wp // 16, device)
-            sym1 = self._decode_step(chunks[1 : 1 + substreams], scales[0][m1])
-            y_hat_s = torch.zeros_like(means)
-            y_hat_s[0][m1] = torch.from_numpy(sym1).to(device, means.dtype) + means[0][m1]
-            scales2, means2 = self.spatial_prior(y_hat_s, means, scales, q_step)
-            sym2 = self._decode_step(chunks[1 + substreams :], scales2[0][m2])
+        spent += clock() - start
+        z_hat = torch.from_numpy(z_sym.astype(np.float64)).view(1, n, hz, wz).to(device)
+        _, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
+        q_step, scales, means = prior_fusion(hyper_decoder(z_hat))
+        m1, m2 = checkerboard_masks(n, hp // 16, wp // 16, device)
+        index1 = scale_index(scales[0][m1]).cpu().numpy()
+        start = clock()
+        sym1 = self._decode_step(chunks[1 : 1 + substreams], index1)
+        spent += clock() - start
+        y_hat_s = torch.zeros_like(means)
+        y_hat_s[0][m1] = torch.from_numpy(sym1).to(device, means.dtype) + means[0][m1]
+        scales2, means2 = spatial_prior(y_hat_s, means, scales, q_step)
+        index2 = scale_index(scales2[0][m2]).cpu().numpy()
+        start = clock()
+        sym2 = self._decode_step(chunks[1 + substreams :], index2)
+        spent += clock() - start
+        if timings is not None:
+            timings["entropy_decode"] = timings.get("entropy_decode", 0.0) + spent
         if _latent_crc(z_sym, sym1, sym2) != check:
             raise DesyncError("decoded latents fail their checksum: entropy parameters differ from the encoder's")
         y_hat_s[0][m2] = torch.from_numpy(sym2).to(device, means.dtype) + means2[0][m2]
@@ -242,7 +281,7 @@ class EVC(nn.Module):
     def synthesise(self, y_hat_s: torch.Tensor, q_step: torch.Tensor, q: float, height: int, width: int) -> torch.Tensor:
         """Synthesis transform of decoded latents: the image (1, 3, height, width) in [0, 1]."""
         scale = self.latent_scale(torch.tensor([q], device=y_hat_s.device))
-        x_hat = self.synthesis(y_hat_s * q_step * scale)
+        x_hat = self.synthesis((y_hat_s * q_step * scale).float())
         return x_hat[..., :height, :width].clamp(0, 1)
 
     @torch.inference_mode()
@@ -282,18 +321,11 @@ class EVC(nn.Module):
         y_hat_s, q_step = self.decode_latents(payload, height, width)
         return self.synthesise(y_hat_s, q_step, index_to_q(q_index), height, width)
 
-    def _decode_step(self, chunks: Sequence[bytes], scales: torch.Tensor) -> np.ndarray:
-        index = scale_index(scales).cpu().numpy()
+    def _decode_step(self, chunks: Sequence[bytes], index: np.ndarray) -> np.ndarray:
         try:
             return decode_substreams(self._y_bank, chunks, index, self.executor)
         except (ValueError, RuntimeError) as exc:
             raise CorruptStreamError(f"latent does not decode: {exc}") from exc
-
-
-def _exact_convolutions() -> contextlib.AbstractContextManager:
-    """Keep the entropy-parameter path in full fp32 on GPUs: cuDNN's default TF32 would make the decoder's
-    parameters differ from the encoder's far more often."""
-    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
 
 
 def substream_count(step_symbols: int, requested: int) -> int:

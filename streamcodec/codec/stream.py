@@ -89,7 +89,9 @@ class FrameEncoder:
         if self.controller is not None and q is None:
             with torch.inference_mode():
                 features = self.model.analyse(x)
-            q = self.controller.choose(lambda qq: self.model.estimate_bits(features, qq), self.frame_index)
+            q = self.controller.choose(
+                lambda qq: self.model.estimate_bits(features, qq, self.substreams), self.frame_index
+            )
         frame, x_hat = self.model.compress(
             x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct
         )

@@ -18,6 +18,19 @@ def data_manifest_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def kodak_summary(evaluation: dict[str, Any], model: str) -> dict[str, Any]:
+    """The part of a ``streamcodec eval --json`` result that concerns ``model``: its curve and BD-rates."""
+    out: dict[str, Any] = {
+        "dataset": evaluation["dataset"],
+        "images": evaluation["images"],
+        "curve": evaluation["curves"][model],
+    }
+    for key, values in evaluation.items():
+        if key.startswith("bd_rate_vs_") and model in values:
+            out[key] = values[model]
+    return out
+
+
 def build_card(metadata: dict[str, Any], data_folder: Path | None, kodak: dict[str, Any] | None) -> dict[str, Any]:
     """A model card from a weights file's training metadata, the data it came from and its Kodak results."""
     segments = metadata.get("segments", [])
