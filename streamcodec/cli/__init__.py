@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ModelNotFoundError, StreamError
-from . import bench, decode, desync, encode, eval, export, info, train
+from . import bench, benchrc, decode, desync, encode, eval, export, info, train
 
-COMMANDS = (encode, decode, info, train, export, eval, bench, desync)
+COMMANDS = (encode, decode, info, train, export, eval, bench, desync, benchrc)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,65 +1,91 @@
-"""``streamcodec decode``: decode a ``.scv`` stream to PNG, Y4M, a playable MP4, or raw RGB on stdout."""
+"""``streamcodec decode``: decode a ``.scv`` stream to PNG, Y4M, a playable video, or raw RGB on stdout.
+
+INPUT is a ``.scv`` file, ``-`` (stdin), ``tcp://HOST:PORT`` (a ``streamcodec encode ... tcp://`` server; joining
+mid-stream is fine) or MPEG-TS (``udp://HOST:PORT`` or a ``.ts`` file). OUTPUT is ``out.png``, ``out_%05d.png``,
+``out.y4m``, ``out.mp4``/``.mkv``/``.mov`` (H.264; ``--vcodec ffv1`` for lossless FFV1 in ``.mkv``), or ``-`` for
+raw rgb24 on stdout. Ctrl-C finishes the output cleanly; a second Ctrl-C quits at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tqdm import tqdm
-
-from .. import bitstream
 from ..codec.registry import load_model
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
-from .common import binary_stdio, configure_threads, pick_device, print_json
+from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, open_packet_source
+from .common import configure_threads, pick_device, print_json
+from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="decode a .scv stream", description=__doc__)
-    p.add_argument("input", help=".scv file, or - for stdin")
-    p.add_argument("output", help="out.png, out_%%05d.png, out.y4m, out.mp4, or - for raw rgb24 on stdout")
+    p = sub.add_parser(
+        "decode", help="decode a .scv stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("input", help=".scv file, - for stdin, tcp://HOST:PORT, udp://HOST:PORT or a .ts file")
+    p.add_argument("output", help="out.png, out_%%05d.png, out.y4m, out.mp4, out.mkv, or - for raw rgb24 on stdout")
     p.add_argument("--weights", help="weights file to use instead of the shipped ones")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, help="CPU threads for torch and entropy decoding")
     p.add_argument("--strict", action="store_true", help="stop at the first damaged byte instead of resyncing")
+    p.add_argument("--vcodec", choices=("h264", "ffv1"), default="h264", help="codec of a video output (default h264)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--no-progress", action="store_true")
+    add_stream_options(p, encode=False)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import open_sink  # PyAV loads only for commands that read or write media
+    return run_async(_decode(args), "decode")
 
+
+async def _decode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    start = time.perf_counter()
-    frames = 0
     on_error = "raise" if args.strict else "resync"
-    with bitstream.open(binary_stdio(args.input, "r"), "r", on_error=on_error) as reader:
-        header = reader.header
-        model = load_model(header.model_name, pick_device(args.device), args.weights)
+    source = open_packet_source(
+        args.input,
+        open_timeout=args.open_timeout,
+        read_timeout=args.read_timeout,
+        live=bool(args.live),
+        on_error=on_error,
+    )
+    try:
+        await source.open()
+        header = source.header
+        model = await asyncio.to_thread(load_model, header.model_name, pick_device(args.device), args.weights)
         if args.threads != 1:
             model.executor = ThreadPoolExecutor(2 if args.threads is None else args.threads)
         decoder = FrameDecoder(model, header)
-        bar = tqdm(unit="frame", disable=args.no_progress or args.json or None, file=sys.stderr)
-        with open_sink(args.output, header.width, header.height, header.fps) as sink:
-            for packet in reader:
-                sink.write(decoder.decode(packet, frames))
-                frames += 1
-                bar.update()
-        bar.close()
-        damage = list(reader.damage)
-    seconds = time.perf_counter() - start
-    summary = {
+        sink = FrameFileSink(args.output, header.width, header.height, header.fps, codec=args.vcodec)
+    except BaseException:
+        await source.close()
+        raise
+    pipeline = Pipeline(source, [DecodeStage(decoder)], [sink], live=bool(args.live), queue_size=args.queue)
+    record = FrameLog(args.stats)
+
+    def on_item(item: Item) -> None:
+        record.write(pipeline.stats, item)
+
+    pipeline.on_item = on_item
+    try:
+        stats, interrupted = await drive(pipeline, "decode", show_progress(args))
+    finally:
+        record.close()
+    damage = list(source.damage)
+    summary: dict[str, Any] = {
         "input": args.input,
         "output": args.output,
-        "frames": frames,
+        "frames": stats.frames,
         "width": header.width,
         "height": header.height,
-        "seconds": seconds,
-        "fps": frames / seconds if seconds else 0.0,
-        "complete": reader.complete,
+        "seconds": stats.elapsed,
+        "fps": stats.fps,
+        "complete": source.complete,
+        "dropped": stats.dropped,
+        "interrupted": interrupted,
         "damage": [
             {"offset_start": d.offset_start, "offset_end": d.offset_end, "after_pts": d.after_pts, "reason": d.reason}
             for d in damage
@@ -67,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print_json(summary)
+    elif interrupted:
+        print(f"{stats.frames} frames, {stats.elapsed:.2f} s, {stats.fps:.1f} fps", file=sys.stderr)
     if damage:
         lost = ", ".join(f"bytes {d.offset_start}-{d.offset_end} after pts {d.after_pts} ({d.reason})" for d in damage)
-        raise CorruptStreamError(f"decoded {frames} frames; lost {lost}")
+        raise CorruptStreamError(f"decoded {stats.frames} frames; lost {lost}")
     return 0

@@ -1,27 +1,48 @@
-"""``streamcodec encode``: code an image, a folder of images, or a video file/URL into a ``.scv`` stream."""
+"""``streamcodec encode``: code a file, a camera, a network stream or an FFmpeg filter graph into ``.scv``.
+
+INPUT is an image, a folder of images, a video file, ``-`` (stdin), a URL (``rtsp://``, ``http://``, ``udp://``
+...), a device (``/dev/video0``; others with ``--format dshow|avfoundation``) or ``lavfi:GRAPH``
+(``lavfi:testsrc2=size=1280x720:rate=30``). OUTPUT is a ``.scv`` path, ``-`` (stdout), ``tcp://HOST:PORT`` (serve
+clients; 127.0.0.1 unless another host is named), or MPEG-TS: ``udp://HOST:PORT`` or a ``.ts`` path.
+
+Files run without drops (every frame, pts kept); cameras and network streams run live (the newest frame wins,
+drops are counted, the input reconnects). Ctrl-C (or SIGTERM) stops reading, codes what is in flight, finalises
+the output and exits 0; a second Ctrl-C exits at once, leaving a stream decodable up to its last packet.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
 
 import numpy as np
-from tqdm import tqdm
 
-from .. import bitstream
 from ..codec.evc import DEFAULT_SUBSTREAMS
 from ..codec.quality import QP_MAX
 from ..codec.registry import load_model
-from ..codec.stream import FrameEncoder, to_image
-from .common import add_model_options, binary_stdio, configure_threads, parse_size, pick_device, print_json
+from ..codec.stream import FrameEncoder
+from ..pipeline import EncodeStage, Item, Pipeline, PipelineError, PipelineStats, open_packet_sink, open_source
+from .common import add_model_options, configure_threads, parse_size, pick_device, print_json
+from .rc_options import add_rc_options, controller_from_args, rc_mode
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="encode images or video into a .scv stream", description=__doc__)
-    p.add_argument("input", help="image, folder of images, video file or URL")
-    p.add_argument("output", help="output .scv file, or - for stdout")
+    p = sub.add_parser(
+        "encode",
+        help="encode images, video, cameras or streams into a .scv stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="image, folder, video file, -, URL, /dev/videoN or lavfi:GRAPH")
+    p.add_argument("output", help=".scv file, - for stdout, tcp://HOST:PORT, udp://HOST:PORT or a .ts file")
     add_model_options(p)
     p.add_argument("--qp", type=float, default=32, help=f"quality 0..{QP_MAX}, higher is better (default 32)")
     p.add_argument("--frames", type=int, help="encode at most this many frames")
@@ -29,66 +50,242 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--substreams", type=int, default=DEFAULT_SUBSTREAMS, help="entropy-coded parts per frame")
     p.add_argument("--psnr", action="store_true", help="also report PSNR of the reconstruction")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tee", action="append", default=[], metavar="OUTPUT", help="a further output (repeatable)")
+    add_stream_options(p, encode=True)
+    add_rc_options(p)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import open_source  # PyAV loads only for commands that read or write media
+def add_stream_options(p: argparse.ArgumentParser, encode: bool) -> None:
+    """Options of the streaming pipeline shared by ``encode`` and ``decode``."""
+    g = p.add_argument_group("streaming")
+    g.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="live policy (newest frame wins, drops counted) or file policy (back-pressure, no drops); "
+                        "default: live for cameras and network streams" if encode else
+                        "drop packets the decoder has no time for (default: no)")
+    g.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an input to open")
+    g.add_argument("--read-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each read")
+    g.add_argument("--queue", type=int, metavar="N", help="queue length between stages (default 4, live 2)")
+    g.add_argument("--stats", metavar="FILE", help="write one JSON record per frame (pts, bytes, q, latency) to FILE")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="FFmpeg-like progress line on stderr (default: when stderr is a terminal)")
+    if not encode:
+        return
+    g.add_argument("--format", help="FFmpeg input format (v4l2, dshow, avfoundation, lavfi, x11grab ...)")
+    g.add_argument("--video-size", metavar="WxH", help="capture size asked of a device")
+    g.add_argument("--framerate", metavar="R", help="capture rate asked of a device")
+    g.add_argument("--input-format", metavar="FMT", help="capture pixel format asked of a device (e.g. mjpeg)")
+    g.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg input option (repeatable), e.g. -O rtsp_transport=udp")
+    g.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="pace a file by its timestamps (default: with --live)")
+    g.add_argument("--reconnect", type=int, default=-1, metavar="N",
+                   help="live inputs: give up after N failed reconnect attempts in a row (default -1: never; 0: off)")
+    g.add_argument("--wait-clients", type=int, default=0, metavar="N",
+                   help="tcp:// output: wait for N clients before reading the input")
 
+
+def input_options(args: argparse.Namespace) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for key in ("video_size", "framerate", "input_format"):
+        if getattr(args, key):
+            options[key] = str(getattr(args, key))
+    for text in args.option:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"-O/--option expects KEY=VALUE, got {text!r}")
+        options[key] = value
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_async(_encode(args), "encode")
+
+
+def run_async(coroutine: Any, command: str) -> int:
+    """Run a command's coroutine; pipeline errors print one line like the other errors (exit status 2)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"streamcodec {command}: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("streamcodec.pipeline")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # reconnects and lost connections; the rest stays quiet
+    try:
+        return asyncio.run(coroutine)
+    except PipelineError as exc:
+        print(f"streamcodec {command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def _encode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     if not 0 <= args.qp <= QP_MAX:
         raise ValueError(f"--qp must lie in 0..{QP_MAX}")
     device = pick_device(args.device)
-    model = load_model(args.model, device, args.weights)
+    model = await asyncio.to_thread(load_model, args.model, device, args.weights)  # before a live input opens
     if args.threads != 1:
         model.executor = ThreadPoolExecutor(max(2, min(args.substreams, args.threads or 4)))
-    frames = nbytes = 0
-    est_bits = 0.0
-    sq_err: list[float] = []
-    start = time.perf_counter()
-    with open_source(args.input, frames=args.frames, scale=args.scale) as source:
+    live_options: dict[str, Any] = {"realtime": args.realtime}
+    if args.reconnect == 0:
+        live_options["reconnect"] = False
+    elif args.reconnect > 0:
+        live_options["reconnect_attempts"] = args.reconnect
+    source = open_source(
+        args.input, live=args.live, frames=args.frames, scale=args.scale, options=input_options(args),
+        format=args.format, open_timeout=args.open_timeout, read_timeout=args.read_timeout, **live_options,
+    )  # fmt: skip
+    sinks = []
+    try:
+        await source.open()
+        controller = controller_from_args(args, source.fps)
         encoder = FrameEncoder(
-            model, source.width, source.height, args.qp, source.time_base, source.fps, args.substreams
+            model, source.width, source.height, args.qp, source.time_base, source.fps, args.substreams, controller
         )
-        quiet = args.no_progress or args.json or source.frame_count == 1
-        bar = tqdm(total=source.frame_count, unit="frame", disable=quiet or None, file=sys.stderr)
-        with bitstream.open(binary_stdio(args.output, "w"), "w", header=encoder.header) as writer:
-            for frame in source:
-                packet, coded, x_hat = encoder.encode(frame.image, frame.pts or frame.index, reconstruct=args.psnr)
-                nbytes += writer.write(packet)
-                est_bits += coded.estimated_bits
-                frames += 1
-                if x_hat is not None:
-                    diff = to_image(x_hat).astype(np.float64) - frame.image
-                    sq_err.append(float(np.mean(diff**2)))
-                elapsed = time.perf_counter() - start
-                fps = source.fps or 25
-                bar.set_postfix_str(f"{frames / elapsed:.1f} fps, {8 * nbytes * float(fps) / frames / 1e3:.0f} kb/s")
-                bar.update()
-        bar.close()
-    seconds = time.perf_counter() - start
+        for output in [args.output, *args.tee]:
+            options = {"wait_for_clients": args.wait_clients} if output.startswith("tcp://") else {}
+            sinks.append(open_packet_sink(output, encoder.header, **options))
+    except BaseException:
+        await source.close()
+        raise
+    stages = [EncodeStage(encoder, reconstruct=args.psnr)]
+    pipeline = Pipeline(source, stages, sinks, live=args.live, queue_size=args.queue)
+    record = FrameLog(args.stats)
+    psnrs: list[float] = []
+    est_bits = [0.0]
+
+    def on_item(item: Item) -> None:
+        est_bits[0] += item.info.get("estimated_bits", 0.0)
+        if "psnr" in item.info:
+            psnrs.append(item.info["psnr"])
+        record.write(pipeline.stats, item)
+
+    pipeline.on_item = on_item
+    progress = show_progress(args) and source.frame_count != 1
+    try:
+        stats, interrupted = await drive(pipeline, "encode", progress)
+    finally:
+        record.close()
+    frames, nbytes = stats.frames, stats.sink.bytes
     pixels = frames * encoder.width * encoder.height
-    payload_bytes = nbytes
-    summary = {
+    summary: dict[str, Any] = {
         "input": args.input,
         "output": args.output,
         "model": model.name,
         "qp": args.qp,
+        "rc": rc_mode(args),
         "frames": frames,
         "width": encoder.width,
         "height": encoder.height,
-        "bytes": payload_bytes,
-        "bpp": 8 * payload_bytes / pixels if pixels else 0.0,
-        "estimated_bytes": est_bits / 8,
-        "seconds": seconds,
-        "fps": frames / seconds if seconds else 0.0,
+        "bytes": nbytes,
+        "bpp": 8 * nbytes / pixels if pixels else 0.0,
+        "estimated_bytes": est_bits[0] / 8,
+        "seconds": stats.elapsed,
+        "fps": stats.fps,
+        "live": pipeline.live,
+        "dropped": stats.dropped,
+        "reconnects": stats.reconnects,
+        "bitrate": stats.bitrate,
+        "latency_ms": stats.latency_ms,
+        "latency_max_ms": 1e3 * stats.latency_max,
+        "interrupted": interrupted,
+        "hops": [hop.as_dict() for hop in stats.hops],
     }
-    if sq_err:
-        summary["psnr"] = float(np.mean([10 * np.log10(255**2 / max(e, 1e-12)) for e in sq_err]))
+    if psnrs:
+        summary["psnr"] = float(np.mean(psnrs))
     if args.json:
         print_json(summary)
-    elif args.output != "-":
-        line = f"{frames} frames, {payload_bytes} bytes, {summary['bpp']:.4f} bpp, {seconds:.2f} s"
-        print(line + (f", PSNR {summary['psnr']:.2f} dB" if sq_err else ""), file=sys.stderr)
+    elif args.output != "-" or interrupted:
+        line = f"{frames} frames, {nbytes} bytes, {summary['bpp']:.4f} bpp, {stats.elapsed:.2f} s, {stats.fps:.1f} fps"
+        line += f", PSNR {summary['psnr']:.2f} dB" if psnrs else ""
+        if pipeline.live:
+            line += f", {stats.dropped} dropped, {stats.reconnects} reconnects, latency {stats.latency_ms:.0f} ms"
+        print(line, file=sys.stderr)
     return 0
+
+
+# -- shared with `decode` -------------------------------------------------------------------------------------
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    if args.json or args.progress is False:
+        return False
+    return bool(args.progress) or sys.stderr.isatty()
+
+
+class FrameLog:
+    """``--stats FILE``: one JSON object per frame, flushed at once (a killed run keeps its records)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, stats: PipelineStats, item: Item) -> None:
+        if self._file is None:
+            return
+        record: dict[str, Any] = {
+            "frame": stats.frames - 1,
+            "index": item.index,
+            "pts": item.pts,
+            "time": round(float(item.pts * item.time_base), 6),
+            "bytes": item.info.get("bytes"),
+            "q": item.info.get("q"),
+            "latency_ms": round(1e3 * (time.perf_counter() - item.created), 3),
+            "dropped": stats.dropped,
+        }
+        for key in ("estimated_bits", "wait_ms", "encode_ms", "decode_ms", "sink_ms", "psnr"):
+            if key in item.info:
+                record[key] = round(item.info[key], 3)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+async def drive(pipeline: Pipeline, command: str, progress: bool, interval: float = 0.5) -> tuple[PipelineStats, bool]:
+    """Run ``pipeline`` with the CLI's signal handling and progress line; return its stats and whether a signal
+    stopped it.
+
+    The first SIGINT/SIGTERM stops the source and lets the pipeline drain and finalise its outputs; a second one
+    exits the process at once with status 130 (outputs are flushed per packet, so they decode up to the last).
+    """
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            name = signal.Signals(signum).name
+            print(f"\nstreamcodec {command}: {name}: finishing (again to quit at once)", file=sys.stderr, flush=True)
+            pipeline.stop()
+        else:
+            print(f"\nstreamcodec {command}: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+            pass
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            print("\r" + pipeline.stats.progress_line(), end="", file=sys.stderr, flush=True)
+
+    ticker = asyncio.create_task(tick()) if progress else None
+    try:
+        stats = await pipeline.run()
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            print("\r" + pipeline.stats.progress_line(), file=sys.stderr, flush=True)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    return stats, bool(received)

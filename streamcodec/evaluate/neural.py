@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bitstream.format import PACKET_HEADER_SIZE
-from ..codec.evc import EVC
+from ..codec.coder import CODER_ID
+from ..codec.evc import EVC, PAYLOAD_VERSION
 from ..codec.stream import to_image, to_tensor
 
 #: The qps an RD sweep uses by default (covers about 0.1-1.5 bpp on Kodak with trained weights).
@@ -27,7 +28,7 @@ class NeuralCodec:
 
     @property
     def version(self) -> str:
-        return f"weights {self.model.weights_hash.hex()}"
+        return f"weights {self.model.weights_hash.hex()}; coder {CODER_ID:#06x}; payload v{PAYLOAD_VERSION}; prior float64"
 
     def code(self, img: np.ndarray, setting: float) -> tuple[int, np.ndarray]:
         h, w = img.shape[:2]

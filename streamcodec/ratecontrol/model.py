@@ -15,9 +15,10 @@ range (the whole q range spans only ~2.5x in rate), so one straight line in (q, 
   slopes seen *within* a frame (two probes of the same frame at different q: content cancels out);
 * ``a`` (the intercept, i.e. the frame's complexity) is re-measured on every frame by the first probe and
   warm-started from the previous frame;
-* the real coded size is the estimate plus a small additive overhead (payload header, sub-stream table and
-  padding, arithmetic-coder flush: ~650 bits per frame with 4 sub-streams, whatever the frame size), learned
-  online from ``real - predicted`` after each frame, with its spread, so caps can keep a safety margin.
+* the real coded size is the estimate plus a small additive overhead (``EVC.estimate_bits`` already counts the
+  payload framing; what remains is the arithmetic coder's flush and word padding, measured at 100..140 bits per
+  frame whatever the frame size), learned online from ``real - predicted`` after each frame, with its spread, so
+  caps can keep a safety margin.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ probes buy.
 from __future__ import annotations
 
 import math
+from collections import deque
 from fractions import Fraction
 
 from .base import Q_MAX, Q_MIN, Decision, Probe, RateController, snap_q
@@ -89,6 +90,8 @@ class ModelController(RateController):
         #: running mean of the frame intercepts (complexity), restarted at scene cuts
         self.mean_a: float | None = None
         self._a_frame: float | None = None
+        #: a cut was seen after coding (no probes): lift the q clamp for the next frame
+        self._free_next = False
         self.probe_count = 0
         self.scene_cuts = 0
 
@@ -127,14 +130,15 @@ class ModelController(RateController):
         m = self.model
         use_probe = probe is not None and self.max_probes > 0
         points: list[tuple[float, float]] = []
-        counted = _SnappedProbe(probe) if probe is not None else None
+        snapped = _SnappedProbe(probe) if probe is not None else None
         dec = self._begin(frame_index, self.start_q)
         cap_est = self._cap_est()
         dec.cap = self.vbv.fullness if self.vbv is not None else None
         dec.buffer_before = dec.cap
 
         # first guess from the previous frame's intercept
-        lo, hi = self._window(False)
+        lo, hi = self._window(self._free_next)
+        self._free_next = False
         budget = self._budget(m.a)
         q_guess = self.q_target(m.a, points)
         if q_guess is None:
@@ -150,7 +154,7 @@ class ModelController(RateController):
         cut = False
 
         if use_probe:
-            points.append((q, counted(q)))
+            points.append((q, snapped(q)))
             a_frame = m.intercept(*points[-1])
             cut = self._a_frame is not None and abs(a_frame - self._a_frame) > self.cut_threshold
             if cut:
@@ -165,7 +169,7 @@ class ModelController(RateController):
                 target = m.est_for_real(budget)
                 if cap_est is not None:
                     target = min(target, cap_est)
-                q, pred = secant_search(counted, target, m, points, lo, hi, self.max_probes, self.retry_tol)
+                q, pred = secant_search(snapped, target, m, points, lo, hi, self.max_probes, self.retry_tol)
         else:
             pred = m.rate(q) if m.a is not None else None
 
@@ -174,7 +178,7 @@ class ModelController(RateController):
             if use_probe:
                 # past the clamp, probing until the estimate is within 0.2 % of 98 % of the cap
                 allowed = len(points) + self.rescue_probes
-                q, pred = secant_search(counted, max(cap_est * 0.98, 1.0), m, points, Q_MIN, min(hi, q), allowed, 0.0)
+                q, pred = secant_search(snapped, max(cap_est * 0.98, 1.0), m, points, Q_MIN, min(hi, q), allowed, 0.0)
             else:
                 q = snap_q(m.q_for(max(cap_est * 0.98, 1.0)), Q_MIN, q)
                 pred = m.rate(q)
@@ -205,6 +209,7 @@ class ModelController(RateController):
                 self.mean_a = a
                 self.scene_cuts += 1
                 dec.scene_cut = True
+                self._free_next = True
             m.a = a
             self._a_frame = a
         if a is not None:
@@ -302,16 +307,21 @@ class ABRController(ModelController):
 
 
 class CBRController(ModelController):
-    """Constant bitrate through a leaky-bucket VBV: the budget is one channel interval of bits plus the excess of
-    the buffer over its target fullness (``init``) spread over ``drain`` frames (half the buffer's duration,
-    at least 2 frames, at most one second), weighted a little by complexity; the VBV cap makes underflow
-    impossible unless even q = 0 does not fit."""
+    """Constant bitrate through a leaky-bucket VBV.
+
+    The budget is one channel interval of bits plus the excess of the buffer over its target fullness
+    (``init``), spread over ``drain`` frames (half the buffer's duration, at least 2 frames, at most one second;
+    an excess is spent at most ``max_spend`` faster than the channel), weighted a little by complexity
+    (``qcomp``), then kept so that the trailing one-second window stays within ``window_tol`` of the rate, and
+    never below what keeps the buffer from overflowing. The VBV cap (see :class:`ModelController`) comes last:
+    a frame underflows only when even q = 0 does not fit."""
 
     mode = "cbr"
     qcomp = 0.4
 
     def __init__(self, bitrate: float, fps: float | Fraction, bufsize: float, *, maxrate: float | None = None,
-                 init: float = 0.9, qcomp: float | None = None, **kwargs) -> None:
+                 init: float = 0.9, qcomp: float | None = None, max_spend: float = 0.05, window_tol: float = 0.08,
+                 **kwargs) -> None:
         maxrate = float(maxrate or bitrate)
         vbv = VBV(bufsize, maxrate, fps, init)
         if bufsize < vbv.inflow:
@@ -323,17 +333,35 @@ class CBRController(ModelController):
             self.qcomp = qcomp
         self.target_level = init * bufsize
         self.drain_frames = min(max(2.0, 0.5 * bufsize / vbv.inflow), self.fps)
+        self.max_spend = max_spend
+        self.window_tol = window_tol
+        self._window_frames = max(1, round(self.fps))
+        self._recent: deque[int] = deque(maxlen=self._window_frames - 1)
 
     def base_budget(self) -> float:
         vbv = self.vbv
         r = self.bitrate / self.fps
-        budget = r + (vbv.fullness - self.target_level) / self.drain_frames
+        # below its target the buffer is refilled as fast as ``drain`` allows (safety); above it, it is spent
+        # at most ``max_spend`` faster than the channel
+        return r + min((vbv.fullness - self.target_level) / self.drain_frames, self.max_spend * r)
+
+    def _budget(self, a: float | None) -> float | None:
+        budget = super()._budget(a)
+        vbv = self.vbv
+        r = self.bitrate / self.fps
+        n, spent = self._window_frames, sum(self._recent)
+        if len(self._recent) == n - 1:  # a full trailing second: keep it within +-window_tol of the rate
+            budget = min(max(budget, (1 - self.window_tol) * n * r - spent), (1 + self.window_tol) * n * r - spent)
         # never plan filler: use at least what keeps the buffer from overflowing
-        budget = max(budget, vbv.fullness + vbv.inflow - vbv.bufsize, 0.1 * r)
-        return budget
+        return max(budget, vbv.fullness + vbv.inflow - vbv.bufsize, 0.1 * r)
+
+    def _after_frame(self, dec: Decision, duration: float) -> None:
+        self._recent.append(dec.real_bits)
+        super()._after_frame(dec, duration)
 
     def describe(self) -> dict:
-        return {**super().describe(), "bitrate": self.bitrate, "drain_frames": self.drain_frames}
+        return {**super().describe(), "bitrate": self.bitrate, "drain_frames": self.drain_frames,
+                "window_tol": self.window_tol}
 
 
 __all__ = ["ABRController", "CBRController", "CQPController", "CRFController", "ModelController", "VBV_SAFETY"]

@@ -73,13 +73,18 @@ class VBV:
 
 def simulate(bits: list[float] | tuple[float, ...], bufsize: float, maxrate: float, fps: float | Fraction,
              init: float = 0.9) -> dict:
-    """Run a whole sequence of frame sizes through a fresh :class:`VBV`; per-frame levels and the counts."""
+    """Run a whole sequence of frame sizes through a fresh :class:`VBV`: the counts, the per-frame levels before
+    removal and after refill, and the indices of the frames that underflowed / overflowed."""
     vbv = VBV(bufsize, maxrate, fps, init)
-    before, after = [], []
-    for b in bits:
+    before, after, under_frames, over_frames = [], [], [], []
+    for i, b in enumerate(bits):
         before.append(vbv.level)
-        vbv.step(b)
+        under, over = vbv.step(b)
         after.append(vbv.level)
+        if under:
+            under_frames.append(i)
+        if over:
+            over_frames.append(i)
     return {
         "underflows": vbv.underflows,
         "overflows": vbv.overflows,
@@ -87,6 +92,8 @@ def simulate(bits: list[float] | tuple[float, ...], bufsize: float, maxrate: flo
         "worst_deficit": vbv.worst_deficit,
         "level_before": before,
         "level_after": after,
+        "underflow_frames": under_frames,
+        "overflow_frames": over_frames,
     }
 
 

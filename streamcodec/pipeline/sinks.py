@@ -1,0 +1,535 @@
+"""Sinks: where packets go (``.scv`` file, TCP server, MPEG-TS, the application) and where decoded frames go.
+
+Packet sinks take items whose ``data`` is a :class:`~streamcodec.bitstream.Packet`:
+
+* :class:`ScvFileSink` - a ``.scv`` file or pipe, flushed per packet (a killed encoder leaves a decodable file);
+* :class:`TcpServerSink` - serves the stream; clients join at any time and get the header first; a client that
+  cannot keep up skips packets (or is cut), it never stalls the encoder;
+* :class:`TsSink` - MPEG-TS with the packets on a data stream, to a file or ``udp://``; the header is repeated
+  so a receiver may join late;
+* :class:`CallbackSink`, :class:`IteratorSink` - hand items to the application.
+
+Frame sinks (the decoding mirror) take HxWx3 uint8 RGB frames: :class:`FrameFileSink` (H.264 or FFV1 video, Y4M,
+PNG, raw on stdout), :func:`opencv_window` (a :class:`CallbackSink` showing frames), :class:`IteratorSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .. import bitstream
+from ..bitstream import StreamHeader, StreamWriter
+from .core import EOS, Item, Sink, SinkError, Worker
+
+log = logging.getLogger("streamcodec.pipeline")
+
+TS_TIME_BASE = Fraction(1, 90000)
+
+
+class ScvFileSink(Sink):
+    """A ``.scv`` stream to a path, ``-`` (stdout) or a binary file object; every packet is flushed at once and
+    :meth:`close` appends EOS, the index and the footer."""
+
+    name = "scv"
+
+    def __init__(self, file: str | Path | BinaryIO, header: StreamHeader, *, index_every: int = 1) -> None:
+        self.file = sys.stdout.buffer if file == "-" else file
+        self.header = header
+        self.index_every = index_every
+        self._writer: StreamWriter | None = None
+        self._worker = Worker("sink:scv")  # a pipe reader may be slow: never block the loop on it
+
+    @property
+    def bytes_written(self) -> int:
+        return 0 if self._writer is None else self._writer.bytes_written
+
+    async def open(self) -> None:
+        self._writer = await self._worker.call(
+            lambda: bitstream.open(self.file, "w", header=self.header, index_every=self.index_every)
+        )
+
+    async def write(self, item: Item) -> None:
+        assert self._writer is not None, "sink is not open"
+        await self._worker.call(self._writer.write, item.data)
+
+    async def close(self) -> None:
+        if self._writer is not None and not self._writer.closed:
+            try:
+                await self._worker.call(self._writer.close)
+            except BrokenPipeError:  # the reader of a pipe went away: nothing left to finalise
+                pass
+        self._worker.close()
+
+
+# -- TCP ------------------------------------------------------------------------------------------------------
+
+
+class _TransportFile:
+    """A write-only binary file over an asyncio transport, for :class:`StreamWriter` (writes never block)."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._transport.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class _Client:
+    address: str
+    writer: asyncio.StreamWriter
+    stream: StreamWriter
+    sent: int = 0
+    skipped: int = 0
+
+
+class TcpServerSink(Sink):
+    """Serves the stream over TCP (``tcp://host:port`` clients, :class:`~.sources.TcpClientSource`).
+
+    Binds ``host`` (default 127.0.0.1; ``port=0`` picks a free port, see :attr:`port`). Each client that connects
+    gets the stream header at once and then every packet from its join point, as a normal ``.scv`` stream
+    (it ends with EOS, index and footer when the pipeline ends). Writes never wait: a client whose unsent data
+    exceeds ``max_buffer`` bytes skips packets until it catches up (``slow_client="skip"``) or is disconnected
+    (``"cut"``). ``wait_for_clients`` makes :meth:`open` wait until that many clients have connected.
+    """
+
+    name = "tcp"
+
+    def __init__(
+        self,
+        header: StreamHeader,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_buffer: int = 4 << 20,
+        slow_client: Literal["skip", "cut"] = "skip",
+        wait_for_clients: int = 0,
+    ) -> None:
+        if slow_client not in ("skip", "cut"):
+            raise ValueError(f"slow_client must be 'skip' or 'cut', not {slow_client!r}")
+        self.header = header
+        self.host = host
+        self.port = port
+        self.max_buffer = max_buffer
+        self.slow_client = slow_client
+        self.wait_for_clients = wait_for_clients
+        self.clients_total = 0
+        self.skipped = 0
+        self.cut = 0
+        self._clients: list[_Client] = []
+        self._server: asyncio.base_events.Server | None = None
+        self._joined = asyncio.Condition()
+        self._closed = False
+
+    @property
+    def clients(self) -> int:
+        """Clients connected now."""
+        return len(self._clients)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    async def open(self) -> None:
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        except OSError as error:
+            raise SinkError(f"cannot listen on {self.host}:{self.port}: {error.strerror or error}") from error
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("serving %s", self.url)
+        if self.wait_for_clients:
+            async with self._joined:
+                await self._joined.wait_for(lambda: self.clients_total >= self.wait_for_clients)
+
+    async def wait_clients(self, count: int) -> None:
+        """Wait until ``count`` clients are connected."""
+        async with self._joined:
+            await self._joined.wait_for(lambda: len(self._clients) >= count)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closed:
+            writer.close()
+            return
+        peer = writer.get_extra_info("peername")
+        stream = StreamWriter(_TransportFile(writer.transport), self.header)  # type: ignore[arg-type]
+        client = _Client(f"{peer[0]}:{peer[1]}" if peer else "?", writer, stream)
+        self._clients.append(client)
+        self.clients_total += 1
+        log.info("client %s joined", client.address)
+        async with self._joined:
+            self._joined.notify_all()
+        try:
+            while await reader.read(4096):  # clients send nothing; this notices when they leave
+                pass
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if client in self._clients:
+                self._clients.remove(client)
+                log.info("client %s left after %d packets", client.address, client.sent)
+                writer.close()
+
+    async def write(self, item: Item) -> None:
+        for client in list(self._clients):
+            transport = client.writer.transport
+            if transport.is_closing():
+                self._clients.remove(client)
+                continue
+            if transport.get_write_buffer_size() > self.max_buffer:
+                if self.slow_client == "cut":
+                    log.warning("client %s cut: %d bytes behind", client.address, transport.get_write_buffer_size())
+                    self._clients.remove(client)
+                    self.cut += 1
+                    transport.abort()
+                else:
+                    client.skipped += 1
+                    self.skipped += 1
+                continue
+            client.stream.write(item.data)
+            client.sent += 1
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.stream.close()  # EOS, index, footer
+            client.writer.close()
+
+        async def closed(client: _Client) -> None:
+            try:
+                await asyncio.wait_for(client.writer.wait_closed(), 5.0)
+            except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError):
+                client.writer.transport.abort()
+
+        await asyncio.gather(*(closed(c) for c in clients))
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+# -- MPEG-TS --------------------------------------------------------------------------------------------------
+
+
+class _Collector:
+    """A write-only binary file that keeps what is written until :meth:`take`."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+class TsSink(Sink):
+    """MPEG-TS with the ``.scv`` bytes on a data stream (stream_type 0x06), to a ``.ts`` path or ``udp://`` URL.
+
+    Each TS packet holds whole ``.scv`` packets; the first holds the stream header and a HEADER_REPEAT precedes
+    a data packet every ``header_every`` seconds, so a receiver (:class:`~.sources.TsSource`) may join late.
+    pts are carried in 90 kHz. ``options`` go to the muxer; UDP datagrams carry 7 TS packets (``pkt_size=1316``)
+    unless the URL says otherwise.
+    """
+
+    name = "ts"
+
+    def __init__(
+        self,
+        target: str | Path,
+        header: StreamHeader,
+        *,
+        header_every: float = 1.0,
+        options: dict[str, str] | None = None,
+    ) -> None:
+        self.target = str(target)
+        self.header = header
+        self.header_every = header_every
+        self.options = dict(options or {})
+        if self.target.startswith("udp://") and "pkt_size" not in self.target:
+            self.target += ("&" if "?" in self.target else "?") + "pkt_size=1316"  # 7 TS packets per datagram
+        self._worker = Worker("sink:ts")
+        self._bytes = _Collector()
+        self._stream_writer: StreamWriter | None = None
+        self._container: Any = None
+        self._stream: Any = None
+        self._last_header: float | None = None
+        self._last_pts = -1
+
+    async def open(self) -> None:
+        await self._worker.call(self._open)
+
+    def _open(self) -> None:
+        import av
+
+        try:
+            self._container = av.open(self.target, "w", format="mpegts", options=self.options)
+        except av.FFmpegError as error:
+            raise SinkError(f"cannot write {self.target}: {error.strerror}") from error
+        self._stream = self._container.add_data_stream()
+        self._stream_writer = StreamWriter(self._bytes, self.header)  # type: ignore[arg-type]
+
+    async def write(self, item: Item) -> None:
+        await self._worker.call(self._write, item)
+
+    def _write(self, item: Item) -> None:
+        assert self._stream_writer is not None
+        seconds = float(item.pts * item.time_base)
+        if self._last_header is not None and seconds - self._last_header >= self.header_every:
+            self._stream_writer.repeat_header()
+            self._last_header = seconds
+        elif self._last_header is None:
+            self._last_header = seconds
+        self._stream_writer.write(item.data)
+        self._mux(round(item.pts * item.time_base / TS_TIME_BASE))
+
+    def _mux(self, pts: int) -> None:
+        import av
+
+        data = self._bytes.take()
+        if not data:
+            return
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        packet = av.Packet(data)
+        packet.stream = self._stream
+        packet.pts = packet.dts = pts
+        packet.time_base = TS_TIME_BASE
+        self._container.mux(packet)
+
+    async def close(self) -> None:
+        try:
+            await self._worker.call(self._close)
+        finally:
+            self._worker.close()
+
+    def _close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            if self._stream_writer is not None and not self._stream_writer.closed:
+                self._stream_writer.close()  # EOS, index, footer: the end of the stream for the receiver
+                self._mux(self._last_pts + 1)
+        finally:
+            self._container.close()
+            self._container = None
+
+
+# -- the application ------------------------------------------------------------------------------------------
+
+
+class CallbackSink(Sink):
+    """Calls ``callback(item)`` for each item (a coroutine function is awaited). ``thread=True`` runs a plain
+    function in a worker thread of its own (e.g. GUI calls that must stay on one thread, or slow ones)."""
+
+    name = "callback"
+
+    def __init__(
+        self,
+        callback: Callable[[Item], Awaitable[None] | None],
+        *,
+        thread: bool = False,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.callback = callback
+        self.on_close = on_close
+        self._worker = Worker("sink:callback") if thread else None
+
+    async def write(self, item: Item) -> None:
+        if self._worker is not None:
+            await self._worker.call(self.callback, item)
+            return
+        result = self.callback(item)
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            if self.on_close is not None:
+                await self._worker.call(self.on_close)
+                self.on_close = None
+            self._worker.close()
+        elif self.on_close is not None:
+            self.on_close()
+            self.on_close = None
+
+
+class IteratorSink(Sink):
+    """``async for item in sink`` while the pipeline runs; the iteration ends with the stream.
+
+    At most ``maxsize`` items wait for the consumer; beyond that the pipeline waits (back-pressure).
+    """
+
+    name = "iterator"
+
+    def __init__(self, maxsize: int = 8) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self._closed = False
+
+    async def write(self, item: Item) -> None:
+        await self._queue.put(item)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._queue.put(EOS)
+
+    def __aiter__(self) -> IteratorSink:
+        return self
+
+    async def __anext__(self) -> Item:
+        item = await self._queue.get()
+        if item is EOS:
+            self._queue.put_nowait(EOS)  # later iterations end too
+            raise StopAsyncIteration
+        return item
+
+
+# -- decoded frames -------------------------------------------------------------------------------------------
+
+
+class _Ffv1Writer:
+    """Lossless FFV1 (RGB, as bgr0) in Matroska, AVI or NUT through PyAV."""
+
+    def __init__(self, output: str, width: int, height: int, fps: Fraction) -> None:
+        import av
+
+        self._container = av.open(output, "w")
+        self._stream = self._container.add_stream("ffv1", rate=fps)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "bgr0"
+        self._count = 0
+
+    def write(self, image: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="bgr0")
+        frame.pts = self._count
+        self._count += 1
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            try:
+                container.mux(self._stream.encode(None))
+            finally:
+                container.close()
+
+
+class FrameFileSink(Sink):
+    """Decoded frames to a file through :func:`streamcodec.io.open_sink` (``-`` raw rgb24 on stdout, ``.png``
+    (``%05d`` pattern for several), ``.y4m``, H.264 ``.mp4``/``.mkv``/``.mov``), or with ``codec="ffv1"``
+    lossless FFV1 in ``.mkv``/``.avi``/``.nut``."""
+
+    name = "frames"
+
+    def __init__(
+        self, output: str, width: int, height: int, fps: Fraction | None, *, codec: Literal["h264", "ffv1"] = "h264"
+    ) -> None:
+        if codec not in ("h264", "ffv1"):
+            raise ValueError(f"codec must be 'h264' or 'ffv1', not {codec!r}")
+        if codec == "ffv1" and Path(output).suffix.lower() not in (".mkv", ".avi", ".nut"):
+            raise ValueError(f"FFV1 needs a .mkv, .avi or .nut output, not {output}")
+        self.output = output
+        self.size = (width, height)
+        self.fps = fps
+        self.codec = codec
+        self.frames_written = 0
+        self._writer: Any = None
+        self._worker = Worker("sink:frames")
+
+    async def open(self) -> None:
+        await self._worker.call(self._open)
+
+    def _open(self) -> None:
+        from ..io import open_sink
+
+        fps = Fraction(self.fps or 25)
+        if self.codec == "ffv1":
+            self._writer = _Ffv1Writer(self.output, *self.size, fps)
+        else:
+            self._writer = open_sink(self.output, *self.size, fps)
+
+    async def write(self, item: Item) -> None:
+        await self._worker.call(self._writer.write, item.data)
+        self.frames_written += 1
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                await self._worker.call(writer.close)
+            except BrokenPipeError:
+                pass
+        self._worker.close()
+
+
+def opencv_window(title: str = "streamcodec") -> CallbackSink:
+    """A sink showing each decoded RGB frame in an OpenCV window (needs a GUI build of OpenCV)."""
+
+    def show(item: Item) -> None:
+        import cv2
+
+        cv2.imshow(title, np.ascontiguousarray(item.data[..., ::-1]))
+        cv2.waitKey(1)
+
+    def close() -> None:
+        import cv2
+
+        cv2.destroyWindow(title)
+
+    return CallbackSink(show, thread=True, on_close=close)
+
+
+def open_packet_sink(output: str | Path | BinaryIO, header: StreamHeader, **options: Any) -> Sink:
+    """A packet sink for ``output``: ``tcp://host:port`` (serve; an empty host is 127.0.0.1), ``udp://...`` or a
+    ``.ts`` path (MPEG-TS), else a ``.scv`` path, ``-`` (stdout) or binary file object. ``options`` go to the
+    sink's class."""
+    if not isinstance(output, (str, Path)):
+        return ScvFileSink(output, header, **options)
+    name = str(output)
+    if name.startswith("tcp://"):
+        parts = urlsplit(name)
+        if parts.port is None:
+            raise ValueError(f"{name} needs a port: tcp://127.0.0.1:9000")
+        return TcpServerSink(header, parts.hostname or "127.0.0.1", parts.port, **options)
+    if name.startswith("udp://") or name.lower().endswith((".ts", ".m2ts")):
+        return TsSink(name, header, **options)
+    if "://" in name:
+        raise ValueError(f"cannot write a stream to {name}: use a path, -, tcp://, udp:// or a .ts file")
+    return ScvFileSink(name, header, **options)
+
+
+__all__ = [
+    "CallbackSink",
+    "FrameFileSink",
+    "IteratorSink",
+    "ScvFileSink",
+    "TcpServerSink",
+    "TsSink",
+    "open_packet_sink",
+    "opencv_window",
+]

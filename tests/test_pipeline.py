@@ -1,0 +1,443 @@
+"""The streaming pipeline with real components on loopback: files, a real RTSP server, a silent camera, TCP
+clients, MPEG-TS, and signals sent to a real ``streamcodec encode`` process.
+
+Frames are tiny (64x48) and few; torch runs one thread (the machines running this are small and shared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from streamcodec import bitstream
+from streamcodec.codec.stream import FrameDecoder, FrameEncoder
+from streamcodec.io import open_source as open_frames
+from streamcodec.pipeline import (
+    CallbackSink,
+    DecodeStage,
+    EncodeStage,
+    IteratorSource,
+    MediaSource,
+    Pipeline,
+    ScvFileSink,
+    SourceTimeoutError,
+    TcpClientSource,
+    TcpServerSink,
+    TsSink,
+    TsSource,
+    open_source,
+)
+
+W, H = 64, 48
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def warm_model(model):
+    """The session model, its coding tables built once (threads of one test then share them)."""
+    FrameEncoder(model, W, H, 32).encode(drawn(0), 0)
+    return model
+
+
+def drawn(i: int, width: int = W, height: int = H) -> np.ndarray:
+    """A gradient with a bright square moving right."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, (40 * i) % 256)], axis=-1)
+    image[8:20, (3 * i) % (width - 12) : (3 * i) % (width - 12) + 12] = 255
+    return image.astype(np.uint8)
+
+
+def write_video(path: Path, count: int, rate: int = 25, first_pts: int = 0) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "20"}
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(drawn(i), format="rgb24")
+            frame.pts = first_pts + i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def read_scv(path: Path) -> tuple[bitstream.StreamHeader, list[bitstream.Packet], bool]:
+    with bitstream.open(path) as reader:
+        packets = list(reader)
+        return reader.header, packets, reader.complete
+
+
+def run(coroutine, timeout: float = 60.0):
+    async def bounded():
+        return await asyncio.wait_for(coroutine, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def encode_pipeline(source, model, sinks_for, **kwargs) -> tuple[Pipeline, FrameEncoder]:
+    await source.open()
+    encoder = FrameEncoder(model, source.width, source.height, 32, source.time_base, source.fps)
+    return Pipeline(source, [EncodeStage(encoder)], sinks_for(encoder.header), **kwargs), encoder
+
+
+# -- files: every frame, back-pressure -------------------------------------------------------------------------
+
+
+def test_file_source_encodes_every_frame_with_its_pts(tmp_path: Path, warm_model) -> None:
+    video = write_video(tmp_path / "in.mp4", 12, first_pts=7)
+    with open_frames(video) as reference:
+        expected = [frame.pts for frame in reference]
+    out = tmp_path / "out.scv"
+
+    async def main():
+        source = open_source(video)
+        assert not source.live
+        pipeline, _ = await encode_pipeline(source, warm_model, lambda header: [ScvFileSink(out, header)])
+        return await pipeline.run()
+
+    stats = run(main())
+    header, packets, complete = read_scv(out)
+    assert complete and len(packets) == 12 == stats.frames
+    assert [p.pts for p in packets] == expected and expected == sorted(set(expected))
+    assert stats.dropped == 0 and (header.width, header.height) == (W, H)
+    decoder = FrameDecoder(warm_model, header)
+    assert all(decoder.decode(p, i).shape == (H, W, 3) for i, p in enumerate(packets))
+
+
+def test_slow_sink_applies_back_pressure_and_drops_nothing(tmp_path: Path, warm_model) -> None:
+    video = write_video(tmp_path / "in.mp4", 10)
+    seen: list[tuple[int, int]] = []  # (pts, frames the source had read when the sink got it)
+
+    async def main():
+        source = open_source(video)
+
+        async def slow(item):
+            seen.append((item.pts, pipeline.stats.source.frames_out))
+            await asyncio.sleep(0.08)
+
+        pipeline, _ = await encode_pipeline(source, warm_model, lambda header: [CallbackSink(slow)], queue_size=1)
+        return await pipeline.run()
+
+    stats = run(main())
+    pts = [p for p, _ in seen]
+    assert len(seen) == 10 and pts == sorted(pts) and stats.dropped == 0
+    # With one-slot queues the reader may run ahead of the sink by at most: the frame in each queue (2), the one
+    # in the encoder and the one being read. Without back-pressure it would have read all 10 at once.
+    assert max(read - i for i, (_, read) in enumerate(seen)) <= 4
+    assert stats.hops[1].queue_max <= 1
+
+
+# -- live: drops, bounded latency ------------------------------------------------------------------------------
+
+
+def test_live_source_with_slow_encoder_drops_and_keeps_latency_bounded(warm_model) -> None:
+    produced = 60
+
+    def camera():  # a 100 fps camera: it never waits for the consumer
+        for i in range(produced):
+            time.sleep(0.01)
+            yield drawn(i)
+
+    async def main():
+        source = IteratorSource(camera(), fps=100, live=True)
+        outputs = []
+        pipeline, _ = await encode_pipeline(source, warm_model, lambda header: [CallbackSink(outputs.append)])
+        assert pipeline.live
+        return await pipeline.run(), outputs
+
+    stats, outputs = run(main())
+    encode_max = max(item.info["encode_ms"] for item in outputs) / 1e3
+    assert stats.source.frames_out == produced
+    assert stats.dropped > 0 and stats.frames + stats.dropped == produced
+    assert [item.pts for item in outputs] == sorted({item.pts for item in outputs})
+    # A frame waits at most for the frame being coded, then is coded itself: latency never builds up.
+    assert stats.latency_max <= 2 * encode_max + 0.3, (stats.latency_max, encode_max)
+
+
+# -- a real RTSP server, killed and restarted ------------------------------------------------------------------
+
+RTSP_SERVER = textwrap.dedent(
+    """
+    import sys
+    import gi
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
+    port, width, height, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( videotestsrc is-live=true ! video/x-raw,width={width},height={height},framerate={rate}/1 "
+        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={rate // 2} ! rtph264pay name=pay0 pt=96 )"
+    )
+    factory.set_shared(True)
+    server.get_mount_points().add_factory("/test", factory)
+    if server.attach(None) == 0:
+        sys.exit("cannot bind port " + port)
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RtspServer:
+    """GStreamer's RTSP server in Debian's own Python (where ``gi`` lives), as a separate process."""
+
+    def __init__(self, script: Path) -> None:
+        self.script = script
+        self.port = free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/test"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["/usr/bin/python3", str(self.script), str(self.port), str(W), str(H), "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.kill()
+            raise RuntimeError(f"RTSP server did not start: {self.process.stderr.read()}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def rtsp_server(tmp_path: Path) -> Iterator[RtspServer]:
+    check = "import gi; gi.require_version('GstRtspServer', '1.0')"
+    try:
+        probe = subprocess.run(["/usr/bin/python3", "-c", check], capture_output=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no /usr/bin/python3 to run GStreamer's RTSP server (apt-get install python3-gst-1.0 ...)")
+    if probe.returncode != 0:
+        pytest.skip(
+            "GStreamer's RTSP server is not installed for /usr/bin/python3: apt-get install gir1.2-gst-rtsp-server-1.0 "
+            "python3-gst-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+        )
+    script = tmp_path / "rtsp_server.py"
+    script.write_text(RTSP_SERVER)
+    server = RtspServer(script)
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_rtsp_source_reconnects_after_server_restart(tmp_path: Path, rtsp_server: RtspServer, warm_model) -> None:
+    out = tmp_path / "rtsp.scv"
+    marks: dict[str, int] = {}
+
+    async def main():
+        source = MediaSource(
+            rtsp_server.url, open_timeout=5, read_timeout=3, reconnect_delay=(0.2, 1.0), reconnect_attempts=20
+        )
+        assert source.live and source.reconnect_enabled
+
+        async def on_item(item):
+            count = pipeline.stats.frames
+            if count == 5:
+                rtsp_server.kill()
+                marks["killed"] = item.pts
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(rtsp_server.start)
+            if source.reconnects and "back" not in marks:
+                marks["back"] = count
+            if "back" in marks and count >= marks["back"] + 5:
+                pipeline.stop()
+
+        pipeline, _ = await encode_pipeline(source, warm_model, lambda h: [ScvFileSink(out, h)], on_item=on_item)
+        return await pipeline.run(), source
+
+    stats, source = run(main(), timeout=45)
+    header, packets, complete = read_scv(out)
+    pts = [p.pts for p in packets]
+    assert complete and stats.reconnects >= 1 and len(source.outages) >= 1
+    assert len(packets) >= 10 and pts == sorted(set(pts))
+    assert pts[marks["back"]] > marks["killed"]  # pts went on increasing across the reconnect
+    decoder = FrameDecoder(warm_model, header)
+    assert decoder.decode(packets[-1]).shape == (H, W, 3)
+
+
+# -- a camera that accepts and sends nothing -------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts every connection and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "tcp"])
+def test_silent_camera_times_out_within_the_configured_time(silent_server: int, scheme: str) -> None:
+    if scheme == "rtsp":
+        source = MediaSource(f"rtsp://127.0.0.1:{silent_server}/cam", open_timeout=1.0, read_timeout=1.0)
+    else:  # the decoding mirror's TCP client, waiting for a stream header that never comes
+        source = TcpClientSource(f"tcp://127.0.0.1:{silent_server}", open_timeout=1.0, read_timeout=1.0)
+
+    async def main():
+        await Pipeline(source, [], [CallbackSink(lambda item: None)]).run()
+
+    started = time.monotonic()
+    with pytest.raises(SourceTimeoutError, match="timeout|within"):
+        run(main(), timeout=20)
+    assert 0.8 <= time.monotonic() - started <= 4.0
+
+
+# -- TCP: clients joining at any time; MPEG-TS -----------------------------------------------------------------
+
+
+def test_tcp_clients_decode_bit_exactly_what_the_file_sink_wrote(tmp_path: Path, warm_model) -> None:
+    out = tmp_path / "ref.scv"
+    count = 10
+
+    async def main():
+        may_go_on = asyncio.Event()
+
+        async def frames():
+            for i in range(count):
+                yield drawn(i)
+                if i == 5:
+                    await may_go_on.wait()  # hold the stream until the late client has joined
+
+        server: list[TcpServerSink] = []
+
+        def sinks(header):
+            server.append(TcpServerSink(header, port=0, wait_for_clients=1))
+            return [ScvFileSink(out, header), server[0]]
+
+        pipeline, _ = await encode_pipeline(IteratorSource(frames(), fps=10), warm_model, sinks)
+        encoding = asyncio.create_task(pipeline.run())
+        while not server[0].port:
+            await asyncio.sleep(0.01)
+
+        async def client():
+            decoded: dict[int, np.ndarray] = {}
+            source = TcpClientSource(server[0].url, open_timeout=5, read_timeout=10)
+            await source.open()
+            decoder = FrameDecoder(warm_model, source.header)
+            sink = CallbackSink(lambda item: decoded.__setitem__(item.pts, item.data))
+            await Pipeline(source, [DecodeStage(decoder)], [sink]).run()
+            return decoded
+
+        early = asyncio.create_task(client())
+        while pipeline.stats.frames < 3:
+            await asyncio.sleep(0.01)
+        late = asyncio.create_task(client())
+        await server[0].wait_clients(2)
+        may_go_on.set()
+        await encoding
+        return await early, await late, server[0]
+
+    early, late, server = run(main())
+    header, packets, _ = read_scv(out)
+    decoder = FrameDecoder(warm_model, header)
+    reference = {p.pts: decoder.decode(p) for p in packets}
+    assert len(reference) == count and server.clients_total == 2
+    assert sorted(early) == sorted(reference)
+    assert 0 < len(late) < count and min(late) > min(reference) and max(late) == max(reference)
+    for got in (early, late):
+        assert all(np.array_equal(image, reference[pts]) for pts, image in got.items())
+
+
+def test_mpegts_carries_the_same_packets(tmp_path: Path, warm_model) -> None:
+    ts, scv = tmp_path / "out.ts", tmp_path / "out.scv"
+
+    async def encode():
+        source = IteratorSource((drawn(i) for i in range(4)), fps=10)
+        sinks = lambda h: [TsSink(ts, h, header_every=0.2), ScvFileSink(scv, h)]  # noqa: E731
+        pipeline, _ = await encode_pipeline(source, warm_model, sinks)
+        await pipeline.run()
+
+    async def demux():
+        got = []
+        source = TsSource(ts)
+        await Pipeline(source, [], [CallbackSink(lambda item: got.append(item.data))]).run()
+        return got, source.complete
+
+    run(encode())
+    packets, complete = run(demux())
+    assert complete and packets == read_scv(scv)[1]
+
+
+# -- signals to a real `streamcodec encode` --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signals", ["SIGINT", "SIGINT SIGINT", "SIGKILL"])
+def test_interrupted_encoder_leaves_a_decodable_stream(tmp_path: Path, warm_model, signals: str) -> None:
+    import signal as sig
+
+    video = write_video(tmp_path / "in.mp4", 150)
+    out = tmp_path / "out.scv"
+    command = [sys.executable, "-m", "streamcodec", "encode", str(video), str(out), "--threads", "1", "--no-progress"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while (not out.exists() or out.stat().st_size < 2000) and process.poll() is None:
+            assert time.monotonic() < deadline, "the encoder wrote nothing"
+            time.sleep(0.05)
+        before = read_scv(out)[1]
+        for name in signals.split():
+            process.send_signal(getattr(sig, name))
+            time.sleep(0.05)
+        err = process.communicate(timeout=30)[1]
+    finally:
+        process.kill()
+    header, packets, complete = read_scv(out)
+    assert len(before) <= len(packets) < 150
+    if signals == "SIGINT":  # drained and finalised: EOS, index and footer, exit 0 with a summary
+        assert process.returncode == 0 and complete and "frames" in err, err
+    elif signals == "SIGINT SIGINT":
+        assert process.returncode == 130, err
+    else:
+        assert process.returncode == -sig.SIGKILL and not complete
+    decoder = FrameDecoder(warm_model, header)
+    assert [p.pts for p in packets] == sorted({p.pts for p in packets})
+    assert all(decoder.decode(p, i).shape == (H, W, 3) for i, p in enumerate(packets))
