@@ -30,6 +30,7 @@ from .entropy import (
     gaussian_likelihood,
     scale_index,
 )
+from .layers import with_shifted_depthwise
 from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks
 from .quality import index_to_q, interpolate_log, q_to_index
 from .transforms import AnalysisTransform, SynthesisTransform
@@ -171,7 +172,7 @@ class EVC(nn.Module):
         cached = self.__dict__.get("_exact_prior_cache")
         if cached is None or cached[0] != device:
             nets = (self.hyper_encoder, self.hyper_decoder, self.prior_fusion, self.spatial_prior)
-            cached = (device, tuple(copy.deepcopy(net).to(torch.float64) for net in nets))
+            cached = (device, tuple(with_shifted_depthwise(copy.deepcopy(net).to(torch.float64)) for net in nets))
             self.__dict__["_exact_prior_cache"] = cached
         return cached[1]
 
