@@ -312,8 +312,8 @@ class CBRController(ModelController):
     The budget is one channel interval of bits plus the excess of the buffer over its target fullness
     (``init``), spread over ``drain`` frames (half the buffer's duration, at least 2 frames, at most one second;
     an excess is spent at most ``max_spend`` faster than the channel), weighted a little by complexity
-    (``qcomp``), then kept so that the trailing one-second window stays within ``window_tol`` of the rate, and
-    never below what keeps the buffer from overflowing. The VBV cap (see :class:`ModelController`) comes last:
+    (``qcomp``), then capped so that the trailing one-second window stays below ``1 + window_tol`` times the rate,
+    and never below what keeps the buffer from overflowing. The VBV cap (see :class:`ModelController`) comes last:
     a frame underflows only when even q = 0 does not fit."""
 
     mode = "cbr"
@@ -350,8 +350,10 @@ class CBRController(ModelController):
         vbv = self.vbv
         r = self.bitrate / self.fps
         n, spent = self._window_frames, sum(self._recent)
-        if len(self._recent) == n - 1:  # a full trailing second: keep it within +-window_tol of the rate
-            budget = min(max(budget, (1 - self.window_tol) * n * r - spent), (1 + self.window_tol) * n * r - spent)
+        if len(self._recent) == n - 1:
+            # a full trailing second: keep it below (1 + window_tol) x the rate. (No floor: a floor asks for big
+            # frames after a starved stretch, and the window cap then echoes them one second later.)
+            budget = min(budget, (1 + self.window_tol) * n * r - spent)
         # never plan filler: use at least what keeps the buffer from overflowing
         return max(budget, vbv.fullness + vbv.inflow - vbv.bufsize, 0.1 * r)
 
