@@ -8,6 +8,7 @@ build bit-identical coding models.
 from __future__ import annotations
 
 import math
+from decimal import Context
 
 import numpy as np
 import torch
@@ -100,10 +101,29 @@ def gaussian_likelihood(residual: torch.Tensor, scales: torch.Tensor) -> torch.T
     return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
 
 
+def _scale_boundaries() -> tuple[float, ...]:
+    """Geometric midpoints between neighbouring scale-table entries.
+
+    Computed with :mod:`decimal`, whose ``ln`` and ``exp`` are correctly rounded, so every platform gets the
+    same float64 values (a libm ``exp`` may differ in the last bit between machines).
+    """
+    ctx = Context(prec=40)
+    low = ctx.create_decimal(repr(SCALE_MIN))
+    log_ratio = ctx.ln(ctx.divide(ctx.create_decimal(repr(SCALE_MAX)), low))
+    steps = 2 * (SCALE_LEVELS - 1)
+    return tuple(float(low * ctx.exp(log_ratio * (2 * i + 1) / steps)) for i in range(SCALE_LEVELS - 1))
+
+
+_SCALE_BOUNDARIES = _scale_boundaries()
+
+
 def scale_index(scales: torch.Tensor) -> torch.Tensor:
-    """Index into the scale table of the entry nearest (in log space) to each scale."""
-    log_s = torch.log(scales.double().clamp(SCALE_MIN, SCALE_MAX))
-    return torch.round((log_s - _LOG_SCALE_MIN) / _LOG_SCALE_STEP).to(torch.int64)
+    """Index into the scale table of the entry nearest (in log space) to each scale.
+
+    Only comparisons with fixed boundaries, so exact scales give the same indices on every device.
+    """
+    boundaries = torch.tensor(_SCALE_BOUNDARIES, dtype=torch.float64, device=scales.device)
+    return torch.bucketize(scales.double(), boundaries)
 
 
 def table_scale(index: int) -> float:

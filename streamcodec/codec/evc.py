@@ -6,7 +6,6 @@ another q costs only the hyperprior and prior path (:meth:`EVC.estimate_bits`), 
 
 from __future__ import annotations
 
-import copy
 import struct
 import time
 from collections.abc import Sequence
@@ -30,14 +29,14 @@ from .entropy import (
     gaussian_likelihood,
     scale_index,
 )
-from .layers import with_shifted_depthwise
+from .exact import exact_copy, float64_copy
 from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks
 from .quality import index_to_q, interpolate_log, q_to_index
 from .transforms import AnalysisTransform, SynthesisTransform
 
 #: Inputs are padded to a multiple of this (the hyper-latent is at 1/64 resolution).
 PAD_MULTIPLE = 64
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: entropy parameters on the exact fixed-point grid
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
@@ -160,19 +159,20 @@ class EVC(nn.Module):
         return TableBank(gaussian_coding_tables())
 
     def _exact_prior(self) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-        """Float64 copies of the entropy-parameter networks (hyper encoder, hyper decoder, prior fusion,
+        """Coding copies of the entropy-parameter networks (hyper encoder, hyper decoder, prior fusion,
         spatial prior), made on first use on the model's device.
 
-        Coding runs this path in float64: in float32 its results differ between CPU thread counts, memory
-        layouts and devices by ~1e-7, enough to move some of a 1080p frame's 1.5 M scales across a scale-table
-        boundary and desynchronise the decoder; in float64 such differences are ~1e-16. The copies live
-        outside the module tree, so they are neither trained nor saved.
+        The decoder-side three compute exactly on a fixed-point grid (:mod:`.exact`), so encoder and decoder
+        get bit-identical scales and means on any device, thread count or memory layout; the encoder-only
+        hyper encoder is a plain float64 copy. The copies live outside the module tree, so they are neither
+        trained nor saved.
         """
         device = self.q_basic.device
         cached = self.__dict__.get("_exact_prior_cache")
         if cached is None or cached[0] != device:
-            nets = (self.hyper_encoder, self.hyper_decoder, self.prior_fusion, self.spatial_prior)
-            cached = (device, tuple(with_shifted_depthwise(copy.deepcopy(net).to(torch.float64)) for net in nets))
+            nets = (self.hyper_decoder, self.prior_fusion, self.spatial_prior)
+            copies = (float64_copy(self.hyper_encoder), *(exact_copy(net) for net in nets))
+            cached = (device, tuple(net.to(device) for net in copies))
             self.__dict__["_exact_prior_cache"] = cached
         return cached[1]
 

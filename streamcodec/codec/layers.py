@@ -86,38 +86,3 @@ class DepthConvBlock(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, capped_ffn: bool = False) -> None:
         hidden = max(min(4 * out_ch, 1024), 2 * out_ch) if capped_ffn else 4 * out_ch
         super().__init__(DepthConv(in_ch, out_ch, stride), ConvFFN(out_ch, hidden))
-
-
-class ShiftedDepthwiseConv(nn.Module):
-    """A 3x3 depth-wise convolution computed as nine shifted multiply-adds, for the float64 coding path.
-
-    Written by hand because torch's float64 depth-wise convolution on the CPU loops over channels (measured
-    7x slower on 2 busy cores); the fixed order of the additions also makes the result independent of the
-    thread count.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        if conv.kernel_size != (3, 3) or conv.groups != conv.in_channels or conv.stride != (1, 1):
-            raise ValueError("expected a 3x3, stride-1 depth-wise convolution")
-        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
-        self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-        out = self.bias.view(1, -1, 1, 1).expand_as(x).clone()
-        for i in range(3):
-            for j in range(3):
-                out += padded[..., i : i + h, j : j + w] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
-        return out
-
-
-def with_shifted_depthwise(module: nn.Module) -> nn.Module:
-    """Replace, in place, every 3x3 depth-wise convolution of ``module`` by a :class:`ShiftedDepthwiseConv`."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.Conv2d) and child.groups > 1 and child.groups == child.in_channels:
-            setattr(module, name, ShiftedDepthwiseConv(child))
-        else:
-            with_shifted_depthwise(child)
-    return module
