@@ -44,11 +44,19 @@ _EXACT_UNITS = 2.0**53
 
 
 class GridRound(nn.Module):
-    """Round to a multiple of ``2**-ACT_BITS`` (half to even) and clamp to ``±ACT_LIMIT``."""
+    """Round to a multiple of ``2**-ACT_BITS`` (half to even) and clamp to ``±ACT_LIMIT``.
+
+    ``inplace`` overwrites its input: for the outputs of layers, which nothing else holds.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = 2.0**ACT_BITS
-        return torch.round(x * scale).clamp_(-ACT_LIMIT * scale, ACT_LIMIT * scale).div_(scale)
+        x = x.mul_(scale) if self.inplace else x * scale
+        return x.round_().clamp_(-ACT_LIMIT * scale, ACT_LIMIT * scale).div_(scale)
 
 
 _GRID_ROUND = GridRound()
@@ -122,16 +130,16 @@ def float64_copy(net: nn.Module) -> nn.Module:
 def _to_exact(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Conv2d):
         if module.kernel_size == (1, 1) and module.stride == (1, 1) and module.groups == 1:
-            return nn.Sequential(PointwiseConv(module), GridRound())
+            return nn.Sequential(PointwiseConv(module), GridRound(inplace=True))
         if _is_depthwise(module):
-            return nn.Sequential(ShiftedDepthwiseConv(module), GridRound())
+            return nn.Sequential(ShiftedDepthwiseConv(module), GridRound(inplace=True))
         raise ValueError(f"no exact form for {module}")
     if isinstance(module, nn.LeakyReLU):
-        return nn.Sequential(module, GridRound())
+        return nn.Sequential(module, GridRound(inplace=True))
     for name, child in module.named_children():
         setattr(module, name, _to_exact(child))
     if isinstance(module, (DepthConv, ConvFFN)):  # residual sums: on the grid already, clamped here
-        return nn.Sequential(module, GridRound())
+        return nn.Sequential(module, GridRound(inplace=True))
     return module
 
 
