@@ -7,17 +7,21 @@ import argparse
 import math
 import random
 import statistics
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from streamcodec.ratecontrol import (
+    VBV,
     ABRController,
     CBRController,
     CQPController,
     CRFController,
     LogLinearRQ,
-    VBV,
+    make_controller,
+    parse_bitrate,
+    parse_bufsize,
     secant_search,
     simulate,
     snap_q,
@@ -296,16 +300,38 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_rate_and_size_parsing() -> None:
-    from streamcodec.cli.rc_options import parse_bitrate, parse_bufsize
+    from streamcodec.cli.rc_options import bitrate_arg
 
     assert parse_bitrate("2M") == 2e6 and parse_bitrate("500k") == 5e5 and parse_bitrate("1.5Mbps") == 1.5e6
-    assert parse_bitrate("300000") == 3e5
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_bitrate("fast")
+    assert parse_bitrate("300000") == 3e5 and parse_bitrate(64000) == 64000
+    for bad in ("fast", "0", -5):
+        with pytest.raises(ValueError):
+            parse_bitrate(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="2M"):
+        bitrate_arg("fast")
     assert parse_bufsize("1s", 2e6, 25) == 2e6
     assert parse_bufsize("3f", 2e6, 25) == pytest.approx(240000)
     assert parse_bufsize("500ms", 2e6, 25) == 1e6
-    assert parse_bufsize("400k", 2e6, 25) == 4e5
+    assert parse_bufsize("400k", 2e6, 25) == 4e5 and parse_bufsize(123456, 2e6, 25) == 123456
+    with pytest.raises(ValueError, match="3f"):
+        parse_bufsize("3 frames", 2e6, 25)
+
+
+def test_make_controller_builds_every_mode_from_settings() -> None:
+    cqp = make_controller("cqp", fps=25, q=40)
+    assert isinstance(cqp, CQPController) and cqp.q == 40
+    assert isinstance(make_controller(fps=25, bitrate="1M"), ABRController)  # mode inferred from the settings
+    assert isinstance(make_controller(fps=25, crf=30), CRFController)
+    cbr = make_controller("cbr", fps=Fraction(30000, 1001), bitrate=600_000, bufsize="3f", vbv_init=0.5, q=20)
+    assert isinstance(cbr, CBRController) and cbr.vbv.bufsize == pytest.approx(3 * 600_000 * 1001 / 30000)
+    assert cbr.vbv.level == pytest.approx(0.5 * cbr.vbv.bufsize) and cbr.start_q == 20
+    capped = make_controller("abr", fps=25, bitrate=1e6, maxrate="1.5M", bufsize=500_000, probes=1)
+    assert capped.vbv.bufsize == 500_000 and capped.vbv.maxrate == 1.5e6 and capped.max_probes == 1
+    for bad in ({"mode": "vbr"}, {"mode": "cqp", "bitrate": 1e6}, {"mode": "abr"}, {"mode": "cbr"},
+                {"mode": "crf"}, {"mode": "abr", "bitrate": 1e6, "bufsize": "1s"}, {"mode": "abr", "bitrate": 1e6,
+                "probes": 3}, {"mode": "cbr", "bitrate": 1e6, "vbv_init": 1.2}):
+        with pytest.raises(ValueError):
+            make_controller(fps=25, **bad)
 
 
 def test_controller_from_args() -> None:
@@ -429,3 +455,48 @@ def test_encode_cli_with_cbr_writes_a_stream_at_the_rate(tmp_path, capsys) -> No
     bits = [8 * len(p.payload) for p in packets]
     assert simulate(bits, 3 * 36000 / 12.5, 36000, 12.5)["underflows"] == 0
     assert abs(sum(bits) * 12.5 / len(bits) / 36000 - 1) < 0.05
+
+
+def _write_clip(path: Path, images: list, fps: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv444p"
+        stream.options = {"preset": "ultrafast", "qp": "0"}
+        for i, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_bench_rc_reports_every_figure_of_the_issue(tmp_path, capsys, clip) -> None:
+    import json
+
+    from streamcodec.cli import main
+
+    images, _ = clip
+    _write_clip(tmp_path / "a_cars.mp4", images[:12], 25)
+    _write_clip(tmp_path / "b_mirrored.mp4", [im[::-1, ::-1, ::-1].copy() for im in images[8:20]], 25)
+    rc = main(["bench-rc", "--clips", str(tmp_path), "--scale", "64x48", "--frames", "12", "--cut-frames", "6",
+               "--targets", "q40", "--threads", "1", "--json", "--plot", str(tmp_path / "plots")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["clip"] for r in out["results"]] == ["a_cars", "b_mirrored"]
+    for r in out["results"]:
+        assert r["frames"] == 12 and r["size"] == "64x48"
+        assert abs(r["abr"]["bitrate"] / r["target_bps"] - 1 - r["abr"]["error"]) < 1e-9
+        assert r["abr"]["convergence_cold"] <= 2 and r["abr"]["probes_per_frame"] <= 2
+        assert r["abr"]["probe_ms_per_frame"] > 0 and r["abr"]["psnr_std_ratio_vs_cqp"] > 0
+        for buffer in ("cbr_1s", "cbr_3f"):
+            entry = r[buffer]
+            assert entry["underflows"] == 0 and entry["overflows"] >= 0
+            low, high = entry["window_1s"]
+            assert low <= high
+        cut = r["scene_cut"]
+        other = "b_mirrored" if r["clip"] == "a_cars" else "a_cars"
+        assert cut["cut_at"] == 6 and cut["sequence"] == f"{r['clip']}+{other}"
+        for label in ("abr", "cbr_1s", "cbr_3f", "abr_model_only"):
+            assert cut[label]["convergence_cold"] is not None and cut[label]["convergence_cut"] is not None
+        assert (tmp_path / "plots" / f"rc_{r['clip']}_q40.png").stat().st_size > 10_000

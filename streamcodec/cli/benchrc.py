@@ -69,9 +69,10 @@ def _print_table(results: list[dict]) -> None:
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
     print("reach: max rate at q=0 .. min rate at q=63 over the frames (a constant per-frame budget fits every frame "
-          "only inside it); u(q0)/o: VBV underflows (of them at q=0, i.e. not avoidable by q)/overflows; win: range of sliding 1-s windows vs target; conv: frames until 5 in a row"
-          " within ±10% of budget (a=ABR, 1s/3f=CBR, m=ABR without probes); PSNR std A/C: ABR ÷ CQP at the same"
-          " rate; probe ms: rate-probe time per frame (ABR); * = clip extended ping-pong")
+          "only inside it); u(q0)/o: VBV underflows (of them at q=0, i.e. not avoidable by q)/overflows; win: range "
+          "of sliding 1-s windows vs target; conv: frames until 5 in a row within ±10% of budget (a=ABR, 1s/3f=CBR, "
+          "m=ABR without probes); PSNR std A/C: ABR ÷ CQP at the same rate;"
+          " probe ms: rate-probe time per frame (ABR); * = clip extended ping-pong")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     scale = None if args.native else args.scale
     min_frames = args.frames if args.min_frames is None else args.min_frames
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     start = time.perf_counter()
     clips = []
     for path in paths:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .base import RateController
 from .modes import ABRController, CBRController, CQPController
+from .settings import parse_bitrate
 from .vbv import simulate
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m")
@@ -246,8 +247,6 @@ def parse_target(text: str) -> tuple[str, float]:
         if not 0 <= q <= 63:
             raise ValueError(f"target {text!r}: q must lie in 0..63")
         return "q", q
-    from ..cli.rc_options import parse_bitrate
-
     return "bitrate", parse_bitrate(text)
 
 
@@ -415,5 +414,5 @@ def clip_paths(folder: str | Path) -> list[Path]:
     return paths
 
 
-__all__ = ["Clip", "PassResult", "bench_clip", "clip_paths", "convergence", "encode_pass", "load_clip",
-           "parse_target", "pick_cut_partner", "plot_clip", "psnr_stats", "rate_for_q", "reachable_rates", "window_range"]
+__all__ = ["Clip", "PassResult", "bench_clip", "clip_paths", "convergence", "encode_pass", "load_clip", "parse_target",
+           "pick_cut_partner", "plot_clip", "psnr_stats", "rate_for_q", "reachable_rates", "window_range"]
