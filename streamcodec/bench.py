@@ -18,10 +18,13 @@ import torch
 
 from .bitstream import Packet, PacketType, StreamReader, StreamWriter
 from .codec.evc import EVC
+from .codec.masked import MaskedEVC
 from .codec.quality import index_to_q, q_to_index
 from .codec.stream import FrameEncoder, to_image
 
 ENCODE_STAGES = ("upload", "analysis", "prior", "entropy_encode", "packet_write")
+#: Block-masked models choose the frame's mask (zero-pass variance mask or RDO search) after the analysis.
+MASKED_ENCODE_STAGES = ("upload", "analysis", "mask", "prior", "entropy_encode", "packet_write")
 DECODE_STAGES = ("packet_read", "prior_entropy_decode", "synthesis", "download")
 
 
@@ -85,8 +88,17 @@ def _summary(times: dict[str, list[float]], stages: tuple[str, ...]) -> dict[str
     }
 
 
-def run_benchmark(model: EVC, image: np.ndarray, frames: int = 20, warmup: int = 3, qp: float = 32) -> dict[str, Any]:
-    """Encode and decode ``image`` ``frames`` times (after ``warmup`` untimed runs) and summarise."""
+def run_benchmark(
+    model: EVC, image: np.ndarray, frames: int = 20, warmup: int = 3, qp: float = 32, rdo: int = 0
+) -> dict[str, Any]:
+    """Encode and decode ``image`` ``frames`` times (after ``warmup`` untimed runs) and summarise.
+
+    A block-masked model codes KEY_MASKED frames with ``rdo`` search passes (0: the zero-pass variance mask),
+    timed as the "mask" stage.
+    """
+    masked = isinstance(model, MaskedEVC)
+    if rdo and not masked:
+        raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
     device = model.q_basic.device
     height, width = image.shape[:2]
     q = index_to_q(q_to_index(qp))
@@ -102,13 +114,21 @@ def run_benchmark(model: EVC, image: np.ndarray, frames: int = 20, warmup: int =
         for i in range(warmup + frames):
             x = timer("upload", lambda: host.to(device, non_blocking=True).permute(2, 0, 1)[None].float().div_(255))
             feats = timer("analysis", lambda: model.analyse(x))
-            lat = timer("prior", lambda: model.quantise(feats, q))
-            payload = timer("entropy_encode", lambda: model.encode_latents(lat, encoder.substreams))
-            timer("packet_write", lambda: writer.write(Packet(PacketType.KEY, i, q_to_index(q), payload)))
+            if masked:
+                mask = timer("mask", lambda: model.choose_mask(x, q, rdo, feats))
+                lat = timer("prior", lambda: model.quantise_masked(feats, q, mask))
+                payload = timer("entropy_encode", lambda: model.encode_masked(lat, encoder.substreams))
+            else:
+                lat = timer("prior", lambda: model.quantise(feats, q))
+                payload = timer("entropy_encode", lambda: model.encode_latents(lat, encoder.substreams))
+            kind = PacketType.KEY_MASKED if masked else PacketType.KEY
+            timer("packet_write", lambda: writer.write(Packet(kind, i, q_to_index(q), payload)))
             payload_bytes.append(len(payload))
         timer.drop_warmup(warmup)
-        encode = _summary(timer.times, ENCODE_STAGES)
+        encode = _summary(timer.times, MASKED_ENCODE_STAGES if masked else ENCODE_STAGES)
         analysis_ms, prior_ms = (1e3 * float(np.median(timer.times[s])) for s in ("analysis", "prior"))
+        if masked:  # the mask search runs the networks too
+            analysis_ms += 1e3 * float(np.median(timer.times["mask"]))
 
         sink.seek(0)
         reader = StreamReader(sink)
@@ -118,8 +138,9 @@ def run_benchmark(model: EVC, image: np.ndarray, frames: int = 20, warmup: int =
         for _ in range(warmup + frames):
             packet = timer("packet_read", lambda: next(packets))
             spent: dict[str, float] = {}
+            decode_latents = model.decode_masked if masked else model.decode_latents
             y_hat, q_step = timer(
-                "prior_entropy_decode", lambda: model.decode_latents(packet.payload, height, width, spent)
+                "prior_entropy_decode", lambda: decode_latents(packet.payload, height, width, spent)
             )
             coding.append(spent["entropy_decode"])
             x_hat = timer("synthesis", lambda: model.synthesise(y_hat, q_step, q, height, width))
@@ -136,6 +157,7 @@ def run_benchmark(model: EVC, image: np.ndarray, frames: int = 20, warmup: int =
         "size": f"{width}x{height}",
         "frames": frames,
         "qp": q,
+        "rdo": rdo if masked else None,
         "bytes_per_frame": int(np.median(payload_bytes)),
         "bpp": round(8 * float(np.median(payload_bytes)) / (width * height), 4),
         "encode": encode,

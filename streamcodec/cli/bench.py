@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="an image to code (resized to --size); default a synthetic frame")
     p.add_argument("--frames", type=int, default=20, help="timed frames (after 3 warm-up frames)")
     p.add_argument("--qp", type=float, default=32)
+    p.add_argument("--rdo", type=int, choices=(0, 1, 2), default=0,
+                   help="block-masked models (evc-s-rdo): RDO passes per frame (0: zero-pass variance mask)")
     p.add_argument("--coder-threads", type=int, default=4, help="entropy-coding threads (1: no thread pool)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
@@ -40,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, pick_device(args.device), args.weights)
     model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
     image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
-    result = run_benchmark(model, image, frames=args.frames, qp=args.qp)
+    result = run_benchmark(model, image, frames=args.frames, qp=args.qp, rdo=args.rdo)
     result["coder_threads"] = args.coder_threads
     if args.json:
         print_json(result)
         return 0
-    print(f"{result['model']} at {result['size']} on {result['machine']}, {result['bytes_per_frame']} bytes/frame")
+    rdo = f" (rdo {result['rdo']})" if result["rdo"] is not None else ""
+    print(f"{result['model']}{rdo} at {result['size']} on {result['machine']}, {result['bytes_per_frame']} bytes/frame")
     for side in ("encode", "decode"):
         r = result[side]
         stages = ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in r["stages"].items())

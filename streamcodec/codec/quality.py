@@ -12,6 +12,9 @@ import torch
 QP_MAX = 63
 ANCHOR_QPS = (0.0, 21.0, 42.0, 63.0)
 Q_INDEX_SCALE = 1000
+#: Rate-distortion trade-off lambda per anchor (loss lambda * MSE + bpp, MSE of RGB in [0, 1]); training uses it,
+#: and so does the encoder's RD search.
+DEFAULT_LAMBDAS = (117.0, 325.0, 910.0, 2536.0)
 
 
 def q_to_index(q: float) -> int:
@@ -33,3 +36,8 @@ def interpolate_log(anchors: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     frac = pos - lo
     log_a = torch.log(anchors)
     return torch.exp(log_a[lo] * (1 - frac) + log_a[lo + 1] * frac)
+
+
+def rd_lambda(q: float) -> float:
+    """The lambda of quality ``q``, log-interpolated between :data:`DEFAULT_LAMBDAS` as q_scale is."""
+    return float(interpolate_log(torch.tensor(DEFAULT_LAMBDAS, dtype=torch.float64), torch.tensor(float(q))))

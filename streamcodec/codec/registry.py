@@ -1,7 +1,8 @@
 """Model names, their architectures, and the shipped weights: ``load_model("evc-s")``.
 
 Names are ``evc-<encoder size><decoder size>`` with sizes s, m, l (``evc-ls`` = Large encoder, Small decoder);
-``evc-s``, ``evc-m`` and ``evc-l`` stand for ``evc-ss``, ``evc-mm`` and ``evc-ll``. Weights ship as fp16
+``evc-s``, ``evc-m`` and ``evc-l`` stand for ``evc-ss``, ``evc-mm`` and ``evc-ll``. A ``-rdo`` suffix
+(``evc-s-rdo``) names the same model with RDONet's block-masked latent levels (:class:`MaskedEVC`). Weights ship as fp16
 safetensors beside a JSON model card saying how they were trained.
 """
 
@@ -17,13 +18,17 @@ from safetensors.torch import load_file
 
 from ..errors import ModelNotFoundError
 from .evc import EVC
+from .masked import MaskedEVC
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SIZES = "sml"
-ALIASES = {f"evc-{s}": f"evc-{s}{s}" for s in SIZES}
-ARCHITECTURES = {f"evc-{e}{d}": (e, d) for e in SIZES for d in SIZES}
+MASKED_SUFFIX = "-rdo"
+ALIASES = {f"evc-{s}{m}": f"evc-{s}{s}{m}" for s in SIZES for m in ("", MASKED_SUFFIX)}
+ARCHITECTURES = {f"evc-{e}{d}{m}": (e, d) for e in SIZES for d in SIZES for m in ("", MASKED_SUFFIX)}
 #: FourCC of each architecture in stream headers (encoder size is irrelevant to decoding).
-CODEC_IDS = {name: f"EVC{d.upper()}" for name, (_, d) in ARCHITECTURES.items()}
+CODEC_IDS = {
+    name: f"{'RDO' if name.endswith(MASKED_SUFFIX) else 'EVC'}{d.upper()}" for name, (_, d) in ARCHITECTURES.items()
+}
 
 
 def model_names() -> list[str]:
@@ -41,8 +46,9 @@ def canonical_name(name: str) -> str:
 
 def create_model(name: str) -> EVC:
     """A freshly initialised (untrained) model of the named architecture, for training."""
-    enc, dec = ARCHITECTURES[canonical_name(name)]
-    return EVC(enc, dec)
+    name = canonical_name(name)
+    enc, dec = ARCHITECTURES[name]
+    return MaskedEVC(enc, dec) if name.endswith(MASKED_SUFFIX) else EVC(enc, dec)
 
 
 def weights_path(name: str) -> Path:

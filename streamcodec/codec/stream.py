@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from ..bitstream import Packet, PacketType, StreamHeader
-from ..errors import DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
+from ..errors import CorruptStreamError, DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
 from .coder import CODER_ID
 from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame
+from .masked import MaskedEVC, MaskedFrame
 from .quality import index_to_q
 
 #: The largest frame side the decoder accepts (the container allows more; the model's memory does not).
@@ -51,9 +52,14 @@ class FrameEncoder:
         fps: Fraction | None = None,
         substreams: int = DEFAULT_SUBSTREAMS,
         controller: object | None = None,
+        rdo: int = 0,
     ) -> None:
         if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
             raise FrameSizeError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
+        if rdo not in (0, 1, 2):
+            raise ValueError(f"rdo must be 0 (zero-pass), 1 or 2 passes, got {rdo}")
+        if rdo and not isinstance(model, MaskedEVC):
+            raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
         self.model = model
         self.width, self.height = width, height
         self.q = q
@@ -61,6 +67,8 @@ class FrameEncoder:
         #: optional rate controller (duck-typed, see ``streamcodec.ratecontrol``): ``choose(probe, index) -> q``
         #: with ``probe(q) -> estimated bits`` of the frame, then ``update(q, real_bits)``
         self.controller = controller
+        #: block-masked models: 0 codes the variance mask (zero-pass), 1 or 2 refine it by RDO passes
+        self.rdo = rdo
         self.frame_index = 0
         self.device = model.q_basic.device
         self.header = StreamHeader(
@@ -78,27 +86,33 @@ class FrameEncoder:
     def encode(
         self, image: np.ndarray | torch.Tensor, pts: int, q: float | None = None, reconstruct: bool = False
     ) -> tuple[Packet, EncodedFrame, torch.Tensor | None]:
-        """Code one frame at quality ``q`` into a KEY packet: an explicit ``q`` wins, else the rate controller
-        chooses (probing the entropy model's estimate at candidate qs), else the encoder's default q."""
+        """Code one frame at quality ``q`` into a KEY packet (KEY_MASKED for a block-masked model's frame that
+        uses coarse levels): an explicit ``q`` wins, else the rate controller chooses (probing the entropy
+        model's estimate at candidate qs, with the zero-pass mask), else the encoder's default q."""
         x = to_tensor(image, self.device)
         if tuple(x.shape[-2:]) != (self.height, self.width):
             raise ValueError(
                 f"frame is {x.shape[-1]}x{x.shape[-2]}, but this stream is {self.width}x{self.height}"
             )
         features = None
+        masked = isinstance(self.model, MaskedEVC)
+        options = {"rdo": self.rdo} if masked else {}
         if self.controller is not None and q is None:
             with torch.inference_mode():
                 features = self.model.analyse(x)
+            probe_options = {"mask": self.model.variance_mask(x)[0]} if masked else {}
             q = self.controller.choose(
-                lambda qq: self.model.estimate_bits(features, qq, self.substreams), self.frame_index
+                lambda qq: self.model.estimate_bits(features, qq, self.substreams, **probe_options), self.frame_index
             )
         frame, x_hat = self.model.compress(
-            x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct
-        )
+            x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct,
+            **options,
+        )  # fmt: skip
         if self.controller is not None:
             self.controller.update(index_to_q(frame.q_index), 8 * len(frame.payload))
         self.frame_index += 1
-        return Packet(PacketType.KEY, pts, frame.q_index, frame.payload), frame, x_hat
+        kind = PacketType.KEY_MASKED if isinstance(frame, MaskedFrame) else PacketType.KEY
+        return Packet(kind, pts, frame.q_index, frame.payload), frame, x_hat
 
 
 class FrameDecoder:
@@ -106,7 +120,9 @@ class FrameDecoder:
 
     def __init__(self, model: EVC, header: StreamHeader) -> None:
         if header.coder_id != CODER_ID:
-            raise UnsupportedVersionError(f"stream uses entropy coder {header.coder_id:#06x}; this build has {CODER_ID:#06x}")
+            raise UnsupportedVersionError(
+                f"stream uses entropy coder {header.coder_id:#06x}; this build has {CODER_ID:#06x}"
+            )
         if header.weights_hash != model.weights_hash:
             raise WrongModelError(
                 f"stream was encoded with {header.model_name!r} weights {header.weights_hash.hex()}, "
@@ -118,11 +134,16 @@ class FrameDecoder:
         self.header = header
 
     def decode_tensor(self, packet: Packet, frame_number: int | None = None) -> torch.Tensor:
-        """Decode a packet to a (1, 3, H, W) tensor on the model's device."""
+        """Decode a KEY or KEY_MASKED packet to a (1, 3, H, W) tensor on the model's device."""
+        where = f"frame {frame_number} (pts {packet.pts})" if frame_number is not None else f"pts {packet.pts}"
+        decompress = self.model.decompress
+        if packet.type is PacketType.KEY_MASKED:
+            if not isinstance(self.model, MaskedEVC):
+                raise CorruptStreamError(f"{where}: a KEY_MASKED packet, but {self.model.name!r} has no block masks")
+            decompress = self.model.decompress_masked
         try:
-            return self.model.decompress(packet.payload, self.header.height, self.header.width, packet.q_index)
+            return decompress(packet.payload, self.header.height, self.header.width, packet.q_index)
         except DesyncError as exc:
-            where = f"frame {frame_number} (pts {packet.pts})" if frame_number is not None else f"pts {packet.pts}"
             raise DesyncError(f"{where}: {exc}", frame=frame_number) from None
 
     def decode(self, packet: Packet, frame_number: int | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..codec.coder import CODER_ID
 from ..codec.evc import EVC, PAYLOAD_VERSION
+from ..codec.masked import MASKED_PAYLOAD_VERSION, MaskedEVC, MaskedFrame
 from ..codec.stream import to_image, to_tensor
 
 #: The qps an RD sweep uses by default (covers about 0.1-1.5 bpp on Kodak with trained weights).
@@ -16,22 +17,34 @@ DEFAULT_QPS = (0, 8, 16, 24, 32, 40, 48, 56, 63)
 
 
 class NeuralCodec:
-    """A loaded EVC model: each setting is a qp. The size counts the frame's payload and its packet header."""
+    """A loaded EVC model: each setting is a qp. The size counts the frame's payload and its packet header.
 
-    def __init__(self, model: EVC, settings: Sequence[float] = DEFAULT_QPS) -> None:
+    A block-masked model (``evc-s-rdo``) codes with ``rdo`` search passes (0: the zero-pass variance mask) and
+    is named ``<model>/rdo<N>``.
+    """
+
+    def __init__(self, model: EVC, settings: Sequence[float] = DEFAULT_QPS, rdo: int = 0) -> None:
+        if rdo and not isinstance(model, MaskedEVC):
+            raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
         self.model = model
         self.settings = tuple(settings)
+        self.rdo = rdo
+        self.masked = isinstance(model, MaskedEVC)
 
     @property
     def name(self) -> str:
-        return self.model.name
+        return f"{self.model.name}/rdo{self.rdo}" if self.masked else self.model.name
 
     @property
     def version(self) -> str:
-        return f"weights {self.model.weights_hash.hex()}; coder {CODER_ID:#06x}; payload v{PAYLOAD_VERSION}; prior float64"
+        text = f"weights {self.model.weights_hash.hex()}; coder {CODER_ID:#06x}; payload v{PAYLOAD_VERSION}"
+        text += "; prior exact fixed-point"
+        return text + (f"; masked payload v{MASKED_PAYLOAD_VERSION}" if self.masked else "")
 
     def code(self, img: np.ndarray, setting: float) -> tuple[int, np.ndarray]:
         h, w = img.shape[:2]
-        frame, _ = self.model.compress(to_tensor(img, self.model.q_basic.device), float(setting))
-        recon = self.model.decompress(frame.payload, h, w, frame.q_index)
+        options = {"rdo": self.rdo} if self.masked else {}
+        frame, _ = self.model.compress(to_tensor(img, self.model.q_basic.device), float(setting), **options)
+        decompress = self.model.decompress_masked if isinstance(frame, MaskedFrame) else self.model.decompress
+        recon = decompress(frame.payload, h, w, frame.q_index)
         return len(frame.payload) + PACKET_HEADER_SIZE, to_image(recon)

@@ -46,6 +46,8 @@ def build_card(metadata: dict[str, Any], data_folder: Path | None, kodak: dict[s
         },
         "exported": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    if "mask_thresholds" in metadata:  # block-masked models: variance thresholds (coarse, fine) of RGB in [0, 1]
+        card["mask_thresholds"] = metadata["mask_thresholds"]
     if data_folder is not None:
         card["data"] = {"folder": str(data_folder), "manifest_sha256": data_manifest_hash(data_folder)}
     if kodak is not None:
