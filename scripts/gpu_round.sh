@@ -5,25 +5,63 @@
 # `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, desync.json, gpu.scv.
+# MODEL=evc-ss-rdo trains the block-masked model instead (init.safetensors may hold evc-ss weights: the shared
+# parts start from them; RANDOM_MASK_STEPS steps with random masks, then variance masks) and benchmarks it
+# with RDO passes RDO (0: zero-pass). Keep its fp32 shards apart from the plain model's.
+# PHASE (default student: the above) trains a teacher and/or decays it into a student (streamcodec.train.maskdecay):
+#   teacher            TEACHER (evc-ll) for TRAIN_SECONDS, from .carry/teacher.safetensors if it is there, else from
+#                      scratch; writes $OUT/teacher-*.safetensors (fp16 shards) and benchmarks the teacher
+#   maskdecay          mask decay of .carry/teacher.safetensors into evc-$STUDENT$STUDENT for TRAIN_SECONDS, masks at
+#                      0 after DECAY_STEPS; writes the pruned student as $OUT/w-*.safetensors
+#   teacher+maskdecay  both in one call: TEACHER_SECONDS (default half) of teacher, the rest of mask decay
+# (carry is 64 MiB in all with .traindata's 22: an L teacher is 35 MB in fp16, so carry it without init.safetensors.)
 set -uo pipefail
 TRAIN_SECONDS=${TRAIN_SECONDS:-420} DEVICE=${DEVICE:-cuda} DECODE=${DECODE:-cpu-1t,cpu-2t,cuda}
 SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50}
-if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1 DEVICE=cpu DECODE=cpu-1t SIZE=320x192 ...: a dry run on a CPU machine
+MODEL=${MODEL:-evc-ss} RANDOM_MASK_STEPS=${RANDOM_MASK_STEPS:-3000} RDO=${RDO:-0}
+PHASE=${PHASE:-student} TEACHER=${TEACHER:-evc-ll} STUDENT=${STUDENT:-s} DECAY_STEPS=${DECAY_STEPS:-3000}
+TEACHER_SECONDS=${TEACHER_SECONDS:-$((TRAIN_SECONDS / 2))}
+case "$MODEL" in *-rdo) masked=(--random-mask-steps "$RANDOM_MASK_STEPS"); rdo=(--rdo "$RDO");; *) masked=(); rdo=();; esac
+if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1 DEVICE=cpu DECODE=cpu-1t SIZE=320x192 CROP=64 BATCH=2 ...: a CPU dry run
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 sc() { python3 -m streamcodec "$@"; }
 
-sc train --device "$DEVICE" --model evc-ss --init-weights .carry/init.safetensors --data .traindata \
-  --crop 256 --batch 16 --lr 2e-4 --warmup 300 --time-limit "$TRAIN_SECONDS" --checkpoint /tmp/run/checkpoint.pt \
-  --log-every 200 --save-every 1e9 --export "$OUT/w.safetensors" --export-dtype fp32 --shard-mb 15 \
-  2>&1 | tee "$OUT/train.log"
-sc export "$OUT"/w*.safetensors --out /tmp/evc-ss.safetensors || cp .carry/init.safetensors /tmp/evc-ss.safetensors
+train() {  # one training run with its own checkpoint, exported as fp32 shards
+  sc train --device "$DEVICE" --data .traindata --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr 2e-4 \
+    --log-every "${LOG_EVERY:-200}" --save-every 1e9 --export-dtype fp32 --shard-mb 15 "$@" 2>&1 | tee -a "$OUT/train.log"
+}
+teacher=.carry/teacher.safetensors decay_seconds=$TRAIN_SECONDS
+case "$PHASE" in
+  student)
+    train --model "$MODEL" "${masked[@]}" --init-weights .carry/init.safetensors --warmup 300 \
+      --time-limit "$TRAIN_SECONDS" --checkpoint /tmp/run/checkpoint.pt --export "$OUT/w.safetensors" ;;
+  teacher|teacher+maskdecay)
+    [ "$PHASE" = teacher ] && TEACHER_SECONDS=$TRAIN_SECONDS
+    resume=(); [ -f "$teacher" ] && resume=(--init-weights "$teacher" --warmup 300)
+    train --model "$TEACHER" "${resume[@]}" --time-limit "$TEACHER_SECONDS" --checkpoint /tmp/teacher/checkpoint.pt \
+      --export "$OUT/teacher.safetensors" --export-dtype fp16  # 35 MB: what the next call carries back
+    sc export "$OUT"/teacher*.safetensors --out /tmp/teacher.safetensors --dtype fp32 2>> "$OUT/train.log"
+    teacher=/tmp/teacher.safetensors decay_seconds=$((TRAIN_SECONDS - TEACHER_SECONDS)) ;;
+  maskdecay) ;;
+  *) echo "unknown PHASE $PHASE" >&2; exit 2 ;;
+esac
+case "$PHASE" in
+  *maskdecay)
+    MODEL=evc-$STUDENT$STUDENT
+    train --mask-decay --teacher "$teacher" --student-widths "$STUDENT" --decay-steps "$DECAY_STEPS" \
+      --time-limit "$decay_seconds" --checkpoint /tmp/decay/checkpoint.pt --export "$OUT/w.safetensors" ;;
+  teacher) MODEL=$TEACHER ;;
+esac
+if [ "$PHASE" = teacher ]; then cp /tmp/teacher.safetensors /tmp/model.safetensors
+else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp .carry/init.safetensors /tmp/model.safetensors
+fi
 
 frame=$(ls .carry/frames/* | head -1)
-sc bench --device "$DEVICE" --weights /tmp/evc-ss.safetensors --input "$frame" --size "$SIZE" --frames "$BENCH_FRAMES" --json \
+sc bench --device "$DEVICE" --model "$MODEL" "${rdo[@]}" --weights /tmp/model.safetensors --input "$frame" --size "$SIZE" --frames "$BENCH_FRAMES" --json \
   > "$OUT/bench.json" 2>> "$OUT/train.log"
-sc desync-check .carry/frames --weights /tmp/evc-ss.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
+sc desync-check .carry/frames --model "$MODEL" --weights /tmp/model.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
   --decode "$DECODE" --save-stream "$OUT/gpu.scv" --json > "$OUT/desync.json" 2>> "$OUT/train.log"
 
 cat "$OUT/bench.json" "$OUT/desync.json"; tail -5 "$OUT/train.log"

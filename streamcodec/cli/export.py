@@ -10,6 +10,7 @@ import torch
 
 from ..train.card import build_card, kodak_summary
 from ..train.checkpoint import load_checkpoint
+from ..train.maskdecay import pruned_state
 from ..train.weights import load_weights, save_weights
 
 
@@ -25,9 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_source(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Weights and training metadata from a checkpoint or weights file(s)."""
+    """Weights and training metadata from a checkpoint or weights file(s); a mask-decay checkpoint gives its
+    pruned student."""
     if len(paths) == 1 and paths[0].suffix == ".pt":
         state = load_checkpoint(paths[0])
+        decay = state["config"].get("mask_decay")
+        if decay:
+            state["model"] = pruned_state(state["model"], decay["teacher_model"], state["config"]["model"])
         meta = {
             "model": state["config"]["model"],
             "step": state["step"],

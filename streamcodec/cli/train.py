@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
 
+from ..codec.registry import ARCHITECTURES, canonical_name
 from ..train import TrainConfig, Trainer, save_weights
 from ..train.data import pack_crops
+from ..train.loop import DISTORTION_LAMBDAS
+from ..train.maskdecay import MaskDecayConfig, load_teacher
 
 #: Options that may change when a run resumes (the rest of the config comes from the checkpoint).
-RESUMABLE = ("data", "crop", "batch", "lr", "log_every", "save_every_s", "warmup")
+RESUMABLE = ("data", "crop", "batch", "lr", "log_every", "save_every_s", "warmup", "random_mask_steps")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +37,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-mb", type=float, help="split the exported weights into shards of at most this size")
     p.add_argument("--log-every", type=int)
     p.add_argument("--save-every", dest="save_every_s", type=float, help="seconds between checkpoint saves")
+    p.add_argument("--random-mask-steps", type=int,
+                   help="block-masked models (evc-s-rdo): random masks before this step, variance masks after "
+                        "(default 1000)")
+    p.add_argument("--distortion", choices=sorted(DISTORTION_LAMBDAS), default="mse",
+                   help="distortion of the loss (lambda * D + bpp) of a new run: MSE, or 1 - MS-SSIM")
+    md = p.add_argument_group("mask decay (a new run; a resumed run keeps its settings)")
+    md.add_argument("--mask-decay", action="store_true",
+                    help="train a student (--student-widths) from --teacher by mask decay and distillation")
+    md.add_argument("--teacher", help="trained teacher: a model name (shipped weights), checkpoint.pt or .safetensors")
+    md.add_argument("--student-widths", default="s",
+                    help="student sizes: one letter for both transforms (s) or encoder+decoder (ls)")
+    md.add_argument("--decay-steps", type=int, default=2000, help="steps until the removed channels' masks are 0")
+    md.add_argument("--decay-rate", type=float, help="mask decay rate per step (default 16 / decay-steps)")
+    md.add_argument("--distill", type=float, default=1.0, help="weight of the distillation loss")
     p.set_defaults(run=run)
 
     pack = sub.add_parser("pack-crops", help="write a compact training set of JPEG crops (for GPU runs)")
@@ -54,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     overrides = {k: getattr(args, k) for k in RESUMABLE if getattr(args, k) is not None}
-    cfg = TrainConfig(**{"model": args.model, **overrides})
+    cfg = TrainConfig(**{"model": args.model, **overrides, "distortion": args.distortion,
+                         "lambdas": DISTORTION_LAMBDAS[args.distortion]})
+    if args.mask_decay:
+        cfg.model, cfg.mask_decay = mask_decay_settings(args)
+    elif args.teacher:
+        raise ValueError("--teacher is for --mask-decay runs")
     if args.init_weights:
         trainer = Trainer.from_weights(cfg, args.checkpoint, device, list(args.init_weights))
     else:
@@ -65,9 +88,24 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         dtype = torch.float16 if args.export_dtype == "fp16" else torch.float32
         shard = int(args.shard_mb * 2**20) if args.shard_mb else None
-        for path in save_weights(trainer.model.state_dict(), args.export, trainer.metadata(), dtype, shard):
+        for path in save_weights(trainer.weights(), args.export, trainer.metadata(), dtype, shard):
             print(f"exported {path}")
     return 0
+
+
+def mask_decay_settings(args: argparse.Namespace) -> tuple[str, dict]:
+    """The student's name and the mask-decay config of a new run from the command line."""
+    if not args.teacher:
+        raise ValueError("--mask-decay needs --teacher (a model name, checkpoint.pt or .safetensors)")
+    widths = args.student_widths.lower()
+    student = f"evc-{widths * 2 if len(widths) == 1 else widths}"
+    if student not in ARCHITECTURES:
+        raise ValueError(f"--student-widths {args.student_widths!r}: expected s, m, l or two of them (ls)")
+    if args.decay_steps < 1:
+        raise ValueError("--decay-steps must be at least 1")
+    teacher_model, _ = load_teacher(args.teacher)
+    cfg = MaskDecayConfig(args.teacher, teacher_model, args.decay_steps, args.decay_rate, args.distill)
+    return canonical_name(student), dataclasses.asdict(cfg)
 
 
 def run_pack(args: argparse.Namespace) -> int:

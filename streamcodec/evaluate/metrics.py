@@ -87,12 +87,17 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     invent structure.
     """
     _check_pair(a, b)
-    x, y = _to_tensor(a), _to_tensor(b)
-    scales = ms_scales(a.shape[0], a.shape[1])
-    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64)
+    return float(ms_ssim_tensor(_to_tensor(a), _to_tensor(b)))
+
+
+def ms_ssim_tensor(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM per image of two (B, 3, H, W) batches in [0, 1], as :func:`ms_ssim`: differentiable, so
+    training can use ``1 - ms_ssim_tensor`` as its distortion. Returns a float64 tensor (B,)."""
+    scales = ms_scales(x.shape[-2], x.shape[-1])
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64, device=x.device)
     if scales < len(MS_SSIM_WEIGHTS):
         weights = weights / weights.sum()  # the published 5 weights are used as is (they sum to 1.0001)
-    coords = torch.arange(_WIN_SIZE, dtype=torch.float32) - _WIN_SIZE // 2
+    coords = torch.arange(_WIN_SIZE, dtype=x.dtype, device=x.device) - _WIN_SIZE // 2
     win = torch.exp(-(coords**2) / (2 * _WIN_SIGMA**2))
     win = win / win.sum()
     terms = []
@@ -105,6 +110,6 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
             # Odd sides are padded by one before pooling, as in pytorch_msssim.
             pad = [x.shape[2] % 2, x.shape[3] % 2]
             x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
-    stacked = torch.relu(torch.stack(terms)).to(torch.float64)  # scales x 1 x C
+    stacked = torch.relu(torch.stack(terms)).to(torch.float64)  # scales x B x C
     per_channel = torch.prod(stacked ** weights.view(-1, 1, 1), dim=0)
-    return float(per_channel.mean())
+    return per_channel.mean(dim=1)

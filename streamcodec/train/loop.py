@@ -1,8 +1,13 @@
 """The training loop: variable-rate rate-distortion training that accumulates across sessions.
 
-Every sample of a batch draws a quality q; its loss is lambda(q) * MSE + bpp, with lambda(q) log-interpolated
-between one lambda per anchor q_scale (as the model interpolates q_scale). Runs resume exactly from their
-checkpoint and stop cleanly at a time limit or on SIGINT/SIGTERM, saving first.
+Every sample of a batch draws a quality q; its loss is lambda(q) * D + bpp, with D the MSE or 1 - MS-SSIM and
+lambda(q) log-interpolated between one lambda per anchor q_scale (as the model interpolates q_scale). A mask-decay
+run (:mod:`.maskdecay`) adds its distillation loss and decays its masks after each step. Runs resume exactly from
+their checkpoint and stop cleanly at a time limit or on SIGINT/SIGTERM, saving first.
+
+Block-masked models (``evc-s-rdo``) get their variance thresholds calibrated on the training images and train
+with random block masks for the first ``random_mask_steps`` steps, then with variance masks (RDONet's two
+phases).
 """
 
 from __future__ import annotations
@@ -20,14 +25,20 @@ from typing import Any
 
 import torch
 
-from ..codec.quality import ANCHOR_QPS, QP_MAX, interpolate_log
-from ..codec.registry import create_model
+from ..codec.masked import MaskedEVC
+from ..codec.quality import ANCHOR_QPS, DEFAULT_LAMBDAS, QP_MAX, interpolate_log
+from ..codec.registry import canonical_name, create_model
+from ..evaluate.metrics import ms_ssim_tensor
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CropSampler
+from .maskdecay import MaskDecay, MaskDecayConfig
 from .weights import load_weights
 
-#: lambda per anchor q_scale (qp 0, 21, 42, 63), for MSE on RGB in [0, 1].
-DEFAULT_LAMBDAS = (117.0, 325.0, 910.0, 2536.0)
+#: lambda per anchor for D = 1 - MS-SSIM: CompressAI's MS-SSIM lambdas at the quality index of each MSE lambda of
+#: DEFAULT_LAMBDAS (its MSE and MS-SSIM tables pair up index by index; log-interpolated in between).
+DEFAULT_MS_SSIM_LAMBDAS = (2.40, 6.53, 17.9, 49.1)
+#: The lambdas a run uses by default for each distortion.
+DISTORTION_LAMBDAS = {"mse": DEFAULT_LAMBDAS, "ms-ssim": DEFAULT_MS_SSIM_LAMBDAS}
 
 
 @dataclass
@@ -48,6 +59,12 @@ class TrainConfig:
     save_every_s: float = 600.0
     #: Steps over which the learning rate ramps up at the start of each run (for a fresh optimiser).
     warmup: int = 0
+    #: Block-masked models: random masks before this step, variance masks from it on.
+    random_mask_steps: int = 1000
+    distortion: str = "mse"  # or "ms-ssim"
+    #: A :class:`~.maskdecay.MaskDecayConfig` as a dict: ``model`` is then the student, trained masked from the
+    #: teacher.
+    mask_decay: dict[str, Any] | None = None
 
 
 def device_name(device: torch.device) -> str:
@@ -64,14 +81,24 @@ class Trainer:
         self.cfg = cfg
         self.checkpoint = Path(checkpoint)
         self.device = device
-        self.model = create_model(cfg.model).to(device)
+        if cfg.distortion not in DISTORTION_LAMBDAS:
+            raise ValueError(f"unknown distortion {cfg.distortion!r}; expected one of {sorted(DISTORTION_LAMBDAS)}")
+        self.mask_decay: MaskDecay | None = None
+        if cfg.mask_decay is not None:
+            self.mask_decay = MaskDecay(MaskDecayConfig(**cfg.mask_decay), cfg.model, device)
+            self.model = self.mask_decay.student
+        else:
+            self.model = create_model(cfg.model).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.sampler = CropSampler(Path(cfg.data), cfg.crop, cfg.seed)
+        if isinstance(self.model, MaskedEVC):
+            self.model.calibrate_masks(self.sampler.images)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.segments: list[dict[str, Any]] = []
+        self.initialised_from: dict[str, Any] | None = None
         self._stop = False
 
     @classmethod
@@ -98,9 +125,19 @@ class Trainer:
         cls, cfg: TrainConfig, checkpoint: Path, device: torch.device, weights: list[Path]
     ) -> Trainer:
         """Start from a weights file written by :func:`~streamcodec.train.weights.save_weights` (its step,
-        history and segments carried on) with a fresh optimiser."""
+        history and segments carried on) with a fresh optimiser.
+
+        Weights of another model (plain ``evc-ss`` for ``evc-ss-rdo``) initialise the parts the two share and
+        the run starts at step 0; the new parts start fresh.
+        """
         state, meta = load_weights(weights)
         trainer = cls(cfg, checkpoint, device)
+        if canonical_name(meta.get("model", cfg.model)) != canonical_name(cfg.model):
+            unexpected = trainer.model.load_state_dict(state, strict=False).unexpected_keys
+            if unexpected:
+                raise ValueError(f"weights of {meta['model']!r} do not fit {cfg.model!r}: {unexpected[:3]} ...")
+            trainer.initialised_from = {"model": meta["model"], "step": meta.get("step")}
+            return trainer
         trainer.model.load_state_dict(state)
         trainer.step = int(meta.get("step", 0))
         trainer.history = list(meta.get("history", []))
@@ -109,13 +146,18 @@ class Trainer:
 
     def metadata(self) -> dict[str, Any]:
         """What a weights file records of this run."""
-        return {
+        meta = {
             "model": self.cfg.model,
             "step": self.step,
             "config": dataclasses.asdict(self.cfg),
             "segments": self.segments,
             "history": self.history[-400:],
         }
+        if self.initialised_from is not None:
+            meta["initialised_from"] = self.initialised_from
+        if isinstance(self.model, MaskedEVC):
+            meta["mask_thresholds"] = self.model.mask_thresholds.tolist()
+        return meta
 
     def state(self) -> dict[str, Any]:
         return {
@@ -139,17 +181,26 @@ class Trainer:
         return torch.where(torch.rand(size, generator=g) < 0.5, anchors, uniform)
 
     def loss(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean over the batch of lambda(q) * MSE + bpp, and batch statistics."""
+        """Mean over the batch of lambda(q) * distortion + bpp (plus mask decay's term), and batch statistics."""
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
-            out = self.model(x, q, noise=self.cfg.noise)
-        pixels = x.shape[-2] * x.shape[-1]
-        mse = (out["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
-        bpp = (out["bits_y"].float() + out["bits_z"].float()) / pixels
         lam = interpolate_log(torch.tensor(self.cfg.lambdas, device=x.device), q)
-        loss = (lam * mse + bpp).mean()
+        block_mask = {}
+        if isinstance(self.model, MaskedEVC):
+            block_mask["mask"] = self.model.training_mask(x, random=self.step < self.cfg.random_mask_steps)
+        with autocast:
+            out = self.model(x, q, noise=self.cfg.noise, **block_mask)
+            extra, extra_stats = self.mask_decay(x, q, lam, out) if self.mask_decay else (0.0, {})
+        pixels = x.shape[-2] * x.shape[-1]
+        x_hat = out["x_hat"].float()
+        mse = (x_hat - x).pow(2).mean(dim=(1, 2, 3))
+        distortion = mse if self.cfg.distortion == "mse" else 1 - ms_ssim_tensor(x_hat, x).float()
+        bpp = (out["bits_y"].float() + out["bits_z"].float()) / pixels
+        loss = (lam * distortion + bpp).mean() + extra
         psnr = (-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean()
-        return loss, {"loss": loss.item(), "bpp": bpp.mean().item(), "psnr": psnr.item()}
+        stats = {"loss": loss.item(), "bpp": bpp.mean().item(), "psnr": psnr.item(), **extra_stats}
+        if self.cfg.distortion == "ms-ssim":
+            stats["ms_ssim"] = 1 - distortion.mean().item()
+        return loss, stats
 
     def train_step(self, lr_factor: float = 1.0) -> dict[str, float]:
         """One optimisation step on batch ``self.step``; deterministic given seed and step."""
@@ -167,7 +218,13 @@ class Trainer:
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip))
         self.optimizer.step()
         self.step += 1
+        if self.mask_decay is not None:
+            self.mask_decay.after_step(self.step)
         return stats
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights this run produces: the model's, or for mask decay the pruned student's."""
+        return self.mask_decay.pruned_state() if self.mask_decay else self.model.state_dict()
 
     def request_stop(self, *_: object) -> None:
         self._stop = True
@@ -196,7 +253,8 @@ class Trainer:
                     log(
                         f"step {self.step}  loss {mean['loss']:.4f}  bpp {mean['bpp']:.3f}  "
                         f"psnr {mean['psnr']:.2f} dB  grad {mean['grad_norm']:.2f}  "
-                        f"{len(window) / max(now - last_log, 1e-9):.2f} it/s"
+                        + (f"distill {mean['distill']:.4f}  mask {mean['mask']:.3f}  " if "mask" in mean else "")
+                        + f"{len(window) / max(now - last_log, 1e-9):.2f} it/s"
                     )
                     window, last_log = [], now
                 if time.monotonic() - last_save >= self.cfg.save_every_s:
@@ -226,4 +284,4 @@ class Trainer:
         )
 
 
-__all__ = ["TrainConfig", "Trainer", "DEFAULT_LAMBDAS"]
+__all__ = ["TrainConfig", "Trainer", "DEFAULT_LAMBDAS", "DEFAULT_MS_SSIM_LAMBDAS", "DISTORTION_LAMBDAS"]
