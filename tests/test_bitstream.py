@@ -210,6 +210,14 @@ def test_seek_with_index(target: int, expected: int) -> None:
     assert [p.pts for p in reader] == list(range(expected + 10, 100, 10))
 
 
+def test_index_read_mid_iteration_leaves_iteration_in_place() -> None:
+    data, _, offsets = make_stream(10)
+    reader = StreamReader(io.BytesIO(data))
+    assert [next(reader).pts for _ in range(3)] == [0, 10, 20]
+    assert reader.index == [(10 * i, offset) for i, offset in enumerate(offsets)]
+    assert [p.pts for p in reader] == list(range(30, 100, 10)) and reader.complete
+
+
 def test_seek_with_sparse_index() -> None:
     data, _, _ = make_stream(10, index_every=3)
     reader = StreamReader(io.BytesIO(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import av
 import numpy as np
 import pytest
 
+import streamcodec
 from streamcodec.bench import synthetic_frame
 from streamcodec.bitstream.format import HEADER_SIZE
 from streamcodec.cli import main
@@ -127,3 +129,22 @@ def test_unknown_model_is_one_line(tmp_path: Path, capsys) -> None:
     assert run_cli("encode", SAMPLE, tmp_path / "x.scv", "--model", "evc-zz") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("streamcodec encode: error: unknown model 'evc-zz'") and "evc-ss" in err
+
+
+def test_an_undecodable_frame_is_skipped_and_named(tmp_path: Path, capsys) -> None:
+    # A packet that is intact as a container record (its CRC matches) but whose payload does not decode: the
+    # frames after it still come out, and the exit status and message name what was lost.
+    assert run_cli("encode", SAMPLE, tmp_path / "v.scv", "--frames", "3", "--scale", "64x48") == 0
+    with streamcodec.open(tmp_path / "v.scv") as reader:
+        header, packets = reader.header, list(reader)
+    bad = packets[1].payload[:6] + bytes(b ^ 0x5A for b in packets[1].payload[6:])
+    with streamcodec.open(tmp_path / "bad.scv", "w", header=header) as writer:
+        for i, packet in enumerate(packets):
+            writer.write(dataclasses.replace(packet, payload=bad) if i == 1 else packet)
+    capsys.readouterr()
+    assert run_cli("decode", tmp_path / "bad.scv", tmp_path / "out.y4m", "--json") == 2
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["frames"] == 2 and [u["pts"] for u in summary["undecodable"]] == [packets[1].pts]
+    assert f"the frame at pts {packets[1].pts}" in err and "Traceback" not in err
+    assert run_cli("decode", tmp_path / "bad.scv", tmp_path / "strict.y4m", "--strict") == 2

@@ -131,3 +131,16 @@ def test_registry_names_and_sizes() -> None:
     with pytest.raises(ModelNotFoundError, match="with shipped weights: evc-ss"):
         streamcodec.load_model("evc-ll")
     assert "steps" in streamcodec.model_card("evc-s")
+
+
+def test_payload_at_another_size_stops_at_the_hyper_latent(model: EVC, photo: np.ndarray, monkeypatch) -> None:
+    # An ANS decoder never runs out of symbols, so a small frame's payload decoded at a huge declared size
+    # would run the whole prior at that size; the hyper-latent's own checksum stops it before any network runs.
+    frame, _ = model.compress(to_tensor(photo[:48, :64], "cpu"), 32)
+
+    def no_prior():
+        raise AssertionError("the prior ran on a payload of another size")
+
+    monkeypatch.setattr(model, "_exact_prior", no_prior)
+    with pytest.raises(CorruptStreamError, match="hyper-latent"):
+        model.decompress(frame.payload, 1024, 1024, frame.q_index)

@@ -226,19 +226,31 @@ class StreamReader:
                 self._ended = True
         raise StopIteration
 
-    def seek(self, pts: int) -> None:
-        """Position at the last indexed data packet with pts <= ``pts`` (the first packet if none has).
+    @property
+    def index(self) -> list[tuple[int, int]]:
+        """``(pts, offset)`` of the indexed data packets (every one unless the writer thinned a very long index).
 
-        The index is read from the footer on the first call; a stream without a valid footer (cut, or still being
-        written) is scanned once instead. Needs a seekable input.
+        Read from the footer on first use; a stream without a valid footer (cut, or still being written) is
+        scanned once instead. Needs a seekable input.
         """
         self._check_open()
         if not self._seekable:
-            raise io.UnsupportedOperation("seek() needs a seekable input")
+            raise io.UnsupportedOperation("the index needs a seekable input")
         if self._index is None:
+            ended, last_pts = self._ended, self._last_pts
             self._index = self._read_index()
-        found = bisect_right(self._index, pts, key=itemgetter(0))
-        self._restart(self._index[found - 1][1] if found else self._data_start)
+            self._restart(self._source.offset)  # reading the index moved the file: back to where iteration was
+            self._ended, self._last_pts = ended, last_pts
+        return list(self._index)
+
+    def seek(self, pts: int) -> None:
+        """Position at the last indexed data packet with pts <= ``pts`` (the first packet if none has).
+
+        Uses :attr:`index`. Needs a seekable input.
+        """
+        index = self.index
+        found = bisect_right(index, pts, key=itemgetter(0))
+        self._restart(index[found - 1][1] if found else self._data_start)
 
     def close(self) -> None:
         """Close the file if the reader opened it. Idempotent."""
@@ -305,7 +317,14 @@ class StreamReader:
                 self._file.seek(self._base + index_offset)
                 item = _PacketSource(self._file, index_offset).read_packet()
                 if item is not None and item[1].type is PacketType.INDEX:
-                    return unpack_index(item[1].payload)
+                    index = unpack_index(item[1].payload)
+                    # entries point at packets before the index, in pts order (a crafted offset past 2**63 once
+                    # made seek() raise OverflowError)
+                    if any(not self._data_start <= offset < index_offset for _, offset in index):
+                        raise CorruptStreamError("index entry points outside the stream")
+                    if any(a[0] > b[0] for a, b in zip(index, index[1:])):
+                        raise CorruptStreamError("index entries are not in pts order")
+                    return index
             except StreamError:
                 pass
         return self._scan_index()

@@ -99,7 +99,11 @@ class StreamWriter:
                 self._emit(pack_footer(index_offset))
         finally:
             if self._owns_file:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError:  # the failed write already raised; closing retries its flush (disk still full)
+                    if not self._broken:
+                        raise
 
     def __enter__(self) -> StreamWriter:
         return self

@@ -51,6 +51,7 @@ async def _decode(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         live=bool(args.live),
         on_error=on_error,
+        token=args.token,
     )
     try:
         await source.open()
@@ -63,7 +64,8 @@ async def _decode(args: argparse.Namespace) -> int:
     except BaseException:
         await source.close()
         raise
-    pipeline = Pipeline(source, [DecodeStage(decoder)], [sink], live=bool(args.live), queue_size=args.queue)
+    stage = DecodeStage(decoder, on_error="raise" if args.strict else "skip")
+    pipeline = Pipeline(source, [stage], [sink], live=bool(args.live), queue_size=args.queue)
     record = FrameLog(args.stats)
 
     def on_item(item: Item) -> None:
@@ -90,12 +92,14 @@ async def _decode(args: argparse.Namespace) -> int:
             {"offset_start": d.offset_start, "offset_end": d.offset_end, "after_pts": d.after_pts, "reason": d.reason}
             for d in damage
         ],
+        "undecodable": [{"pts": pts, "reason": reason} for pts, reason in stage.undecodable],
     }
     if args.json:
         print_json(summary)
     elif interrupted:
         print(f"{stats.frames} frames, {stats.elapsed:.2f} s, {stats.fps:.1f} fps", file=sys.stderr)
-    if damage:
-        lost = ", ".join(f"bytes {d.offset_start}-{d.offset_end} after pts {d.after_pts} ({d.reason})" for d in damage)
-        raise CorruptStreamError(f"decoded {stats.frames} frames; lost {lost}")
+    lost = [f"bytes {d.offset_start}-{d.offset_end} after pts {d.after_pts} ({d.reason})" for d in damage]
+    lost += [f"the frame at pts {pts} ({reason})" for pts, reason in stage.undecodable]
+    if lost:
+        raise CorruptStreamError(f"decoded {stats.frames} frames; lost {', '.join(lost)}")
     return 0

@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..codec.evc import DEFAULT_SUBSTREAMS
+from ..codec.masked import MaskedEVC
 from ..codec.quality import QP_MAX
 from ..codec.registry import load_model
 from ..codec.stream import FrameEncoder
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="encode at most this many frames")
     p.add_argument("--scale", type=parse_size, help="resize frames to WxH first")
     p.add_argument("--substreams", type=int, default=DEFAULT_SUBSTREAMS, help="entropy-coded parts per frame")
+    p.add_argument("--rdo", type=int, choices=(0, 1, 2),
+                   help="block-masked models (evc-s-rdo): 0 codes the variance mask (zero-pass), 1 or 2 refine it by "
+                        "RDO passes (default: 0 for live inputs, 1 for files)")
     p.add_argument("--psnr", action="store_true", help="also report PSNR of the reconstruction")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--tee", action="append", default=[], metavar="OUTPUT", help="a further output (repeatable)")
@@ -69,6 +73,9 @@ def add_stream_options(p: argparse.ArgumentParser, encode: bool) -> None:
     g.add_argument("--stats", metavar="FILE", help="write one JSON record per frame (pts, bytes, q, latency) to FILE")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="FFmpeg-like progress line on stderr (default: when stderr is a terminal)")
+    g.add_argument("--token", default=os.environ.get("STREAMCODEC_TOKEN"),
+                   help="tcp:// shared secret: a server admits only clients that send it, a client sends it "
+                        "(default: $STREAMCODEC_TOKEN; the environment keeps it out of the process list)")
     if not encode:
         return
     g.add_argument("--format", help="FFmpeg input format (v4l2, dshow, avfoundation, lavfi, x11grab ...)")
@@ -83,6 +90,18 @@ def add_stream_options(p: argparse.ArgumentParser, encode: bool) -> None:
                    help="live inputs: give up after N failed reconnect attempts in a row (default -1: never; 0: off)")
     g.add_argument("--wait-clients", type=int, default=0, metavar="N",
                    help="tcp:// output: wait for N clients before reading the input")
+    g.add_argument("--max-clients", type=int, default=16, metavar="N",
+                   help="tcp:// output: connections served at once; more are closed (default 16)")
+    g.add_argument("--slow-client", choices=("skip", "cut"), default="skip",
+                   help="tcp:// output: a client more than --client-buffer behind skips packets or is cut")
+    g.add_argument("--client-buffer", type=int, default=4 << 20, metavar="BYTES",
+                   help="tcp:// output: unsent bytes a client may have queued (default 4 MiB)")
+
+
+def tcp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of a ``tcp://`` output (:class:`~streamcodec.pipeline.TcpServerSink`)."""
+    return {"wait_for_clients": args.wait_clients, "max_clients": args.max_clients, "token": args.token,
+            "slow_client": args.slow_client, "max_buffer": args.client_buffer}  # fmt: skip
 
 
 def input_options(args: argparse.Namespace) -> dict[str, str]:
@@ -141,11 +160,16 @@ async def _encode(args: argparse.Namespace) -> int:
     try:
         await source.open()
         controller = controller_from_args(args, source.fps)
+        rdo = args.rdo
+        if rdo is None:
+            live = source.live if args.live is None else args.live
+            rdo = 0 if live or not isinstance(model, MaskedEVC) else 1
         encoder = FrameEncoder(
-            model, source.width, source.height, args.qp, source.time_base, source.fps, args.substreams, controller
-        )
+            model, source.width, source.height, args.qp, source.time_base, source.fps, args.substreams, controller,
+            rdo,
+        )  # fmt: skip
         for output in [args.output, *args.tee]:
-            options = {"wait_for_clients": args.wait_clients} if output.startswith("tcp://") else {}
+            options = tcp_options(args) if output.startswith("tcp://") else {}
             sinks.append(open_packet_sink(output, encoder.header, **options))
     except BaseException:
         await source.close()
@@ -176,6 +200,7 @@ async def _encode(args: argparse.Namespace) -> int:
         "model": model.name,
         "qp": args.qp,
         "rc": rc_mode(args),
+        "rdo": encoder.rdo if isinstance(model, MaskedEVC) else None,
         "frames": frames,
         "width": encoder.width,
         "height": encoder.height,

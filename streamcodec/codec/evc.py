@@ -36,13 +36,13 @@ from .transforms import AnalysisTransform, SynthesisTransform
 
 #: Inputs are padded to a multiple of this (the hyper-latent is at 1/64 resolution).
 PAD_MULTIPLE = 64
-PAYLOAD_VERSION = 2  # 2: entropy parameters on the exact fixed-point grid
+PAYLOAD_VERSION = 3  # 2: entropy parameters on the exact fixed-point grid; 3: a checksum of z of its own
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
 #: outweighs the parallelism, so small frames use fewer sub-streams than asked for.
 MIN_SUBSTREAM_SYMBOLS = 32768
-_PAYLOAD_HEAD = struct.Struct("<BIB")  # version, CRC32C of the quantised latents, sub-streams per step
+_PAYLOAD_HEAD = struct.Struct("<BIIB")  # version, CRC32C of z, CRC32C of all quantised latents, sub-streams per step
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -234,7 +234,7 @@ class EVC(nn.Module):
         chunks = [self._z_bank.encode(z_sym, z_idx)]
         chunks += encode_substreams(self._y_bank, sym1, idx1, substreams, self.executor)
         chunks += encode_substreams(self._y_bank, sym2, idx2, substreams, self.executor)
-        return _pack_payload(_latent_crc(z_sym, sym1, sym2), substreams, chunks)
+        return _pack_payload(_latent_crc(z_sym), _latent_crc(z_sym, sym1, sym2), substreams, chunks)
 
     def decode_latents(
         self, payload: bytes, height: int, width: int, timings: dict[str, float] | None = None
@@ -245,17 +245,13 @@ class EVC(nn.Module):
         """
         clock = time.perf_counter
         spent = 0.0
-        check, substreams, chunks = _unpack_payload(payload)
+        z_check, check, substreams, chunks = _unpack_payload(payload)
         device = self.q_basic.device
         hp, wp = -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
         n = self.n
         hz, wz = hp // 64, wp // 64
-        z_idx = np.repeat(np.arange(n), hz * wz)
         start = clock()
-        try:
-            z_sym = self._z_bank.decode(chunks[0], z_idx)
-        except (ValueError, RuntimeError) as exc:
-            raise CorruptStreamError(f"hyper-latent does not decode: {exc}") from exc
+        z_sym = self._decode_z(chunks[0], hz * wz, z_check)
         spent += clock() - start
         z_hat = torch.from_numpy(z_sym.astype(np.float64)).view(1, n, hz, wz).to(device)
         _, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
@@ -279,7 +275,9 @@ class EVC(nn.Module):
         y_hat_s[0][m2] = torch.from_numpy(sym2).to(device, means.dtype) + means2[0][m2]
         return y_hat_s, q_step
 
-    def synthesise(self, y_hat_s: torch.Tensor, q_step: torch.Tensor, q: float, height: int, width: int) -> torch.Tensor:
+    def synthesise(
+        self, y_hat_s: torch.Tensor, q_step: torch.Tensor, q: float, height: int, width: int
+    ) -> torch.Tensor:
         """Synthesis transform of decoded latents: the image (1, 3, height, width) in [0, 1]."""
         scale = self.latent_scale(torch.tensor([q], device=y_hat_s.device))
         x_hat = self.synthesis((y_hat_s * q_step * scale).float())
@@ -322,6 +320,18 @@ class EVC(nn.Module):
         y_hat_s, q_step = self.decode_latents(payload, height, width)
         return self.synthesise(y_hat_s, q_step, index_to_q(q_index), height, width)
 
+    def _decode_z(self, chunk: bytes, positions: int, check: int) -> np.ndarray:
+        """Decode the hyper-latent (``positions`` per channel) and check it before any network runs on it: a
+        damaged payload, or one decoded at another frame size than it was coded at, stops here at the cost of
+        the z decode alone (an ANS decoder never runs out of symbols by itself)."""
+        try:
+            z_sym = self._z_bank.decode(chunk, np.repeat(np.arange(self.n), positions))
+        except (ValueError, RuntimeError) as exc:
+            raise CorruptStreamError(f"hyper-latent does not decode: {exc}") from exc
+        if _latent_crc(z_sym) != check:
+            raise CorruptStreamError("hyper-latent fails its checksum: damaged, or coded at another frame size")
+        return z_sym
+
     def _decode_step(self, chunks: Sequence[bytes], index: np.ndarray) -> np.ndarray:
         try:
             return decode_substreams(self._y_bank, chunks, index, self.executor)
@@ -347,15 +357,16 @@ def _latent_crc(*arrays: np.ndarray) -> int:
     return value
 
 
-def _pack_payload(check: int, substreams: int, chunks: Sequence[bytes]) -> bytes:
+def _pack_payload(z_check: int, check: int, substreams: int, chunks: Sequence[bytes]) -> bytes:
     lengths = struct.pack(f"<{len(chunks)}I", *(len(c) for c in chunks))
-    return _PAYLOAD_HEAD.pack(PAYLOAD_VERSION, check, substreams) + lengths + b"".join(chunks)
+    return _PAYLOAD_HEAD.pack(PAYLOAD_VERSION, z_check, check, substreams) + lengths + b"".join(chunks)
 
 
-def _unpack_payload(payload: bytes) -> tuple[int, int, list[bytes]]:
+def _unpack_payload(payload: bytes) -> tuple[int, int, int, list[bytes]]:
+    """(CRC of z, CRC of all latents, sub-streams per step, chunks) of a frame payload."""
     if len(payload) < _PAYLOAD_HEAD.size:
         raise CorruptStreamError("frame payload is shorter than its header")
-    version, check, substreams = _PAYLOAD_HEAD.unpack_from(payload)
+    version, z_check, check, substreams = _PAYLOAD_HEAD.unpack_from(payload)
     if version != PAYLOAD_VERSION or substreams == 0:
         raise CorruptStreamError(f"unknown frame payload version {version} or sub-stream count {substreams}")
     count = 1 + 2 * substreams
@@ -369,7 +380,7 @@ def _unpack_payload(payload: bytes) -> tuple[int, int, list[bytes]]:
     for n in lengths:
         chunks.append(payload[offset : offset + n])
         offset += n
-    return check, substreams, chunks
+    return z_check, check, substreams, chunks
 
 
 __all__ = ["EVC", "EncodedFrame", "PAD_MULTIPLE", "pad_to_multiple"]

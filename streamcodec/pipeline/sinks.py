@@ -16,9 +16,12 @@ PNG, raw on stdout), :func:`opencv_window` (a :class:`CallbackSink` showing fram
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
+import ipaddress
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +37,8 @@ from .core import EOS, Item, Sink, SinkError, Worker
 log = logging.getLogger("streamcodec.pipeline")
 
 TS_TIME_BASE = Fraction(1, 90000)
+#: The longest hello line (the token and its newline) a TCP client may send.
+HELLO_LIMIT = 1024
 
 
 class ScvFileSink(Sink):
@@ -54,13 +59,27 @@ class ScvFileSink(Sink):
         return 0 if self._writer is None else self._writer.bytes_written
 
     async def open(self) -> None:
-        self._writer = await self._worker.call(
-            lambda: bitstream.open(self.file, "w", header=self.header, index_every=self.index_every)
-        )
+        with self._errors():
+            self._writer = await self._worker.call(
+                lambda: bitstream.open(self.file, "w", header=self.header, index_every=self.index_every)
+            )
 
     async def write(self, item: Item) -> None:
         assert self._writer is not None, "sink is not open"
-        await self._worker.call(self._writer.write, item.data)
+        with self._errors():
+            await self._worker.call(self._writer.write, item.data)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A full disk or a file size limit as one clear :class:`SinkError`; the packets before stay decodable. A
+        closed pipe stays a BrokenPipeError (the command line ends quietly, as ``cat`` does)."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            name = "stdout" if self.file is sys.stdout.buffer else getattr(self.file, "name", self.file)
+            raise SinkError(f"cannot write {name}: {error.strerror or error}") from error
 
     async def close(self) -> None:
         if self._writer is not None and not self._writer.closed:
@@ -100,11 +119,17 @@ class _Client:
 class TcpServerSink(Sink):
     """Serves the stream over TCP (``tcp://host:port`` clients, :class:`~.sources.TcpClientSource`).
 
-    Binds ``host`` (default 127.0.0.1; ``port=0`` picks a free port, see :attr:`port`). Each client that connects
-    gets the stream header at once and then every packet from its join point, as a normal ``.scv`` stream
-    (it ends with EOS, index and footer when the pipeline ends). Writes never wait: a client whose unsent data
-    exceeds ``max_buffer`` bytes skips packets until it catches up (``slow_client="skip"``) or is disconnected
-    (``"cut"``). ``wait_for_clients`` makes :meth:`open` wait until that many clients have connected.
+    Binds ``host`` (default 127.0.0.1, this machine only; ``port=0`` picks a free port, see :attr:`port`). Each
+    client that connects gets the stream header at once and then every packet from its join point, as a normal
+    ``.scv`` stream (it ends with EOS, index and footer when the pipeline ends). Writes never wait: a client whose
+    unsent data exceeds ``max_buffer`` bytes skips packets until it catches up (``slow_client="skip"``) or is
+    disconnected (``"cut"``), so each client's buffer stays below ``max_buffer`` plus one packet.
+    ``wait_for_clients`` makes :meth:`open` wait until that many clients have connected.
+
+    At most ``max_clients`` connections are open at once (clients still sending their hello included); more are
+    closed at once. With a ``token``, a client must first send it on one line (:data:`HELLO_LIMIT` bytes at most)
+    within ``hello_timeout`` seconds, or it is closed without a byte of the stream. Whatever else clients send
+    is read and dropped.
     """
 
     name = "tcp"
@@ -118,18 +143,30 @@ class TcpServerSink(Sink):
         max_buffer: int = 4 << 20,
         slow_client: Literal["skip", "cut"] = "skip",
         wait_for_clients: int = 0,
+        max_clients: int = 16,
+        token: str | None = None,
+        hello_timeout: float = 5.0,
     ) -> None:
         if slow_client not in ("skip", "cut"):
             raise ValueError(f"slow_client must be 'skip' or 'cut', not {slow_client!r}")
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be at least 1, not {max_clients}")
+        if token is not None and (not token or "\n" in token or len(token.encode()) >= HELLO_LIMIT):
+            raise ValueError(f"a token must be 1 to {HELLO_LIMIT - 1} bytes without a newline")
         self.header = header
         self.host = host
         self.port = port
         self.max_buffer = max_buffer
         self.slow_client = slow_client
         self.wait_for_clients = wait_for_clients
+        self.max_clients = max_clients
+        self.hello_timeout = hello_timeout
+        self._token = None if token is None else token.encode()
         self.clients_total = 0
         self.skipped = 0
         self.cut = 0
+        self.refused = 0  #: connections closed for the client limit or a wrong, missing or late token
+        self._connections = 0
         self._clients: list[_Client] = []
         self._server: asyncio.base_events.Server | None = None
         self._joined = asyncio.Condition()
@@ -141,16 +178,23 @@ class TcpServerSink(Sink):
         return len(self._clients)
 
     @property
+    def connections(self) -> int:
+        """Connections open now: the clients and those still to send their hello."""
+        return self._connections
+
+    @property
     def url(self) -> str:
         return f"tcp://{self.host}:{self.port}"
 
     async def open(self) -> None:
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=HELLO_LIMIT)
         except OSError as error:
             raise SinkError(f"cannot listen on {self.host}:{self.port}: {error.strerror or error}") from error
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("serving %s", self.url)
+        if self._token is None and not _is_loopback(self.host):
+            log.warning("serving %s to the network without a token: anyone who reaches the port can watch", self.url)
         if self.wait_for_clients:
             async with self._joined:
                 await self._joined.wait_for(lambda: self.clients_total >= self.wait_for_clients)
@@ -161,19 +205,47 @@ class TcpServerSink(Sink):
             await self._joined.wait_for(lambda: len(self._clients) >= count)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closed:
-            writer.close()
-            return
         peer = writer.get_extra_info("peername")
+        address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self._closed or self._connections >= self.max_clients:
+            if not self._closed:
+                self.refused += 1
+                log.info("client %s refused: %d clients already", address, self._connections)
+            writer.transport.abort()
+            return
+        self._connections += 1
+        try:
+            if self._token is None or await self._hello(reader, address):
+                await self._stream_to(reader, writer, address)
+            else:
+                self.refused += 1
+                writer.transport.abort()
+        finally:
+            self._connections -= 1
+
+    async def _hello(self, reader: asyncio.StreamReader, address: str) -> bool:
+        """Whether the client sent the token on its first line within the hello timeout."""
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), self.hello_timeout)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, OSError):
+            log.info("client %s refused: no token line within %g s", address, self.hello_timeout)
+            return False
+        assert self._token is not None
+        if hmac.compare_digest(line.rstrip(b"\r\n"), self._token):
+            return True
+        log.warning("client %s refused: wrong token", address)
+        return False
+
+    async def _stream_to(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str) -> None:
         stream = StreamWriter(_TransportFile(writer.transport), self.header)  # type: ignore[arg-type]
-        client = _Client(f"{peer[0]}:{peer[1]}" if peer else "?", writer, stream)
+        client = _Client(address, writer, stream)
         self._clients.append(client)
         self.clients_total += 1
         log.info("client %s joined", client.address)
         async with self._joined:
             self._joined.notify_all()
         try:
-            while await reader.read(4096):  # clients send nothing; this notices when they leave
+            while await reader.read(HELLO_LIMIT):  # clients send nothing more; this notices when they leave
                 pass
         except (ConnectionError, OSError):
             pass
@@ -222,6 +294,13 @@ class TcpServerSink(Sink):
         await asyncio.gather(*(closed(c) for c in clients))
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # -- MPEG-TS --------------------------------------------------------------------------------------------------

@@ -608,7 +608,7 @@ class ScvSource(PacketSource):
 
 class TcpClientSource(PacketSource):
     """A client of :class:`~.sinks.TcpServerSink` (``tcp://host:port``): it may join mid-stream, the server
-    repeats the header to each new client."""
+    repeats the header to each new client. ``token`` is sent first, on one line, to a server that asks for one."""
 
     def __init__(
         self,
@@ -618,6 +618,7 @@ class TcpClientSource(PacketSource):
         read_timeout: float = DEFAULT_TIMEOUT,
         live: bool = False,
         on_error: Literal["resync", "raise"] = "resync",
+        token: str | None = None,
     ) -> None:
         super().__init__(url, live=live, on_error=on_error)
         parts = urlsplit(url)
@@ -625,6 +626,7 @@ class TcpClientSource(PacketSource):
             raise ValueError(f"expected tcp://HOST:PORT, not {url!r}")
         self._address = (parts.hostname or "127.0.0.1", parts.port)
         self._timeouts = (open_timeout, read_timeout)
+        self._token = token
         self._sock: socket.socket | None = None
         self._file: BinaryIO | None = None
 
@@ -635,7 +637,19 @@ class TcpClientSource(PacketSource):
             raise SourceTimeoutError(f"{self.name}: no connection within {self._timeouts[0]:g} s") from error
         except OSError as error:
             raise SourceError(f"cannot connect to {self.name}: {error.strerror or error}") from error
-        self._sock.settimeout(self._timeouts[1])
+        try:
+            self._sock.settimeout(self._timeouts[1])
+            if self._token is not None:
+                self._sock.sendall(self._token.encode() + b"\n")
+            first = self._sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError as error:
+            self._sock.close()
+            raise SourceTimeoutError(f"{self.name}: no data within the read timeout") from error
+        except OSError:
+            first = b""
+        if not first:  # a server closes at once a client it refuses; it never sends an empty stream
+            self._sock.close()
+            raise SourceError(f"{self.name} closed the connection: a wrong or missing token, or too many clients")
         self._file = self._sock.makefile("rb")
         return self._file
 
@@ -735,14 +749,15 @@ def open_packet_source(
     read_timeout: float = DEFAULT_TIMEOUT,
     live: bool | None = None,
     on_error: Literal["resync", "raise"] = "resync",
+    token: str | None = None,
 ) -> PacketSource:
-    """A packet source for ``input``: ``tcp://host:port``, ``udp://...`` or ``*.ts`` (MPEG-TS), or a ``.scv``
-    path, ``-`` (stdin) or binary file object."""
+    """A packet source for ``input``: ``tcp://host:port`` (sending ``token`` first, if given), ``udp://...`` or
+    ``*.ts`` (MPEG-TS), or a ``.scv`` path, ``-`` (stdin) or binary file object."""
     name = str(input) if isinstance(input, (str, Path)) else ""
     scheme = _scheme(name)
     timeouts = {"open_timeout": open_timeout, "read_timeout": read_timeout}
     if scheme == "tcp":
-        return TcpClientSource(name, live=bool(live), on_error=on_error, **timeouts)
+        return TcpClientSource(name, live=bool(live), on_error=on_error, token=token, **timeouts)
     if scheme == "udp" or (scheme is None and name.lower().endswith((".ts", ".m2ts"))):
         return TsSource(name, live=live, on_error=on_error, **timeouts)
     if scheme is not None:

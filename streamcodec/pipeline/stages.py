@@ -8,6 +8,7 @@ on the network.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -18,7 +19,10 @@ from ..bitstream import StreamHeader
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..codec.quality import index_to_q
 from ..codec.stream import FrameDecoder, FrameEncoder, to_image, to_tensor
+from ..errors import CorruptStreamError, DesyncError
 from .core import Item, Stage, Worker
+
+log = logging.getLogger(__name__)
 
 
 class EncodeStage(Stage):
@@ -69,20 +73,36 @@ class EncodeStage(Stage):
 
 
 class DecodeStage(Stage):
-    """Packets in, HxWx3 uint8 RGB frames out (``item.info`` gains ``decode_ms``)."""
+    """Packets in, HxWx3 uint8 RGB frames out (``item.info`` gains ``decode_ms``).
+
+    A packet that arrived intact but does not decode (:class:`~streamcodec.errors.CorruptStreamError`,
+    :class:`~streamcodec.errors.DesyncError`) is skipped and listed in :attr:`undecodable` as (pts, reason), so
+    the frames after it still come out; with ``on_error="raise"`` it stops the pipeline instead.
+    """
 
     name = "decode"
 
-    def __init__(self, decoder: FrameDecoder) -> None:
+    def __init__(self, decoder: FrameDecoder, on_error: str = "skip") -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.decoder = decoder
+        self.on_error = on_error
+        self.undecodable: list[tuple[int, str]] = []
         self._worker = Worker("decode")
 
-    async def process(self, item: Item) -> Item:
+    async def process(self, item: Item) -> Item | None:
         return await self._worker.call(self._decode, item)
 
-    def _decode(self, item: Item) -> Item:
+    def _decode(self, item: Item) -> Item | None:
         start = time.perf_counter()
-        image = self.decoder.decode(item.data, item.index)
+        try:
+            image = self.decoder.decode(item.data, item.index)
+        except (CorruptStreamError, DesyncError) as exc:
+            if self.on_error == "raise":
+                raise
+            log.warning("skipping the frame at pts %d: %s", item.pts, exc)
+            self.undecodable.append((item.pts, str(exc)))
+            return None
         info = dict(item.info)
         info["decode_ms"] = 1e3 * (time.perf_counter() - start)
         return Item(image, item.pts, item.index, item.time_base, item.created, info)
