@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 
+from . import cv
 from .bitstream import Packet, PacketType, StreamHeader, StreamReader, StreamWriter, open
 from .codec.registry import load_model, model_card, model_names
 from .codec.stream import FrameDecoder, FrameEncoder
+from .cv import *  # noqa: F403 - the OpenCV-shaped API: VideoWriter, VideoCapture, imencode, CAP_PROP_FPS...
 from .errors import (
     CorruptStreamError,
     DesyncError,
@@ -55,3 +57,4 @@ __all__ = [
     "model_names",
     "open",
 ]
+__all__ += cv.__all__  # noqa: F405

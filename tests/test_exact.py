@@ -94,16 +94,16 @@ def test_values_stay_on_the_grid(model: EVC, z: torch.Tensor) -> None:
         assert torch.equal(units, torch.round(units))
 
 
+@torch.inference_mode()
 def test_grid_costs_no_rate(model: EVC) -> None:
     image = synthetic_frame(192, 128, seed=2)
     features = model.analyse(to_tensor(image, "cpu"))
     lat = model.quantise(features, 1.0)
     hyper_encoder, *_ = model._exact_prior()
-    with torch.inference_mode():
-        y = features.double() / model.latent_scale(torch.tensor([1.0])).double()
-        z_sym = torch.round(hyper_encoder(y)).clamp(-64, 64)
-        plain = _prior_outputs(model, float64_copy, z_sym)
-        grid = _prior_outputs(model, exact_copy, z_sym)
+    y = features.double() / model.latent_scale(torch.tensor([1.0])).double()
+    z_sym = torch.round(hyper_encoder(y)).clamp(-64, 64)
+    plain = _prior_outputs(model, float64_copy, z_sym)
+    grid = _prior_outputs(model, exact_copy, z_sym)
     for a, b in zip(plain, grid):  # the grid moves the parameters by far less than a scale-table step
         assert (a - b).abs().max() < 2e-3
     assert torch.equal(lat.z_sym, z_sym)

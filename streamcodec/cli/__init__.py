@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ModelNotFoundError, StreamError
-from . import bench, benchrc, decode, desync, encode, eval, export, info, train
+from . import batch, bench, benchrc, decode, desync, encode, eval, export, fuzz, info, soak, train
 
-COMMANDS = (encode, decode, info, train, export, eval, bench, desync, benchrc)
+COMMANDS = (encode, decode, info, train, export, eval, bench, desync, benchrc, soak, batch, fuzz)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,11 +44,15 @@ def _frames(path: str, count: int, scale: tuple[int, int] | None) -> list[np.nda
 
 def run(args: argparse.Namespace) -> int:
     pick = [SETUPS[name] for name in args.encode.split(",")], [SETUPS[name] for name in args.decode.split(",")]
-    result = desync_check(_frames(args.input, args.frames, args.scale), *pick, args.model, args.weights, args.qp, args.save_stream)
+    result = desync_check(
+        _frames(args.input, args.frames, args.scale), *pick, args.model, args.weights, args.qp, args.save_stream
+    )
     if args.json:
         print_json(result)
         return 0
     for p in result["pairs"]:
-        print(f"{p['encode']} -> {p['decode']}: {p['desynced']}/{p['frames']} desynced, "
-              f"{p['bit_exact']} bit-exact, max pixel difference {p['max_abs_diff']}")
+        print(
+            f"{p['encode']} -> {p['decode']}: {p['desynced']}/{p['frames']} desynced, "
+            f"{p['bit_exact']} bit-exact, max pixel difference {p['max_abs_diff']}"
+        )
     return 0

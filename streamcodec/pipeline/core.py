@@ -16,10 +16,12 @@ Two policies, chosen from the source (``live``) unless the pipeline is told othe
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -106,6 +108,8 @@ class Worker:
         if not self._closed:
             self._closed = True
             self._jobs.put(None)
+            if self._thread is not None:
+                _closed_threads.add(self._thread)
 
     def _main(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -118,6 +122,19 @@ class Worker:
                 loop.call_soon_threadsafe(_settle, future, outcome)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+
+#: Threads of closed workers, joined (briefly) at exit: see :func:`_join_workers`.
+_closed_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _join_workers(timeout: float = 2.0) -> None:
+    """Give closed workers up to ``timeout`` seconds to end before the interpreter tears down: a daemon thread
+    still finishing torch work at exit aborts the process ("terminate called without an active exception")."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_closed_threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
