@@ -36,12 +36,16 @@ def _reversed_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _prior_outputs(model: EVC, make, z: torch.Tensor) -> list[torch.Tensor]:
+def _prior_outputs(model: EVC, make, z: torch.Tensor, y_hat_1: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """(q_step, scales, means, scales2, means2) of copies made by ``make``; the spatial prior sees ``y_hat_1``
+    (default: a step-1 reconstruction from these means)."""
     nets = (model.hyper_decoder, model.prior_fusion, model.spatial_prior)
     hyper_decoder, prior_fusion, spatial_prior = (make(net) for net in nets)
     with torch.inference_mode():
         q_step, scales, means = prior_fusion(hyper_decoder(z))
-        scales2, means2 = spatial_prior(torch.round(means * 3) + means, means, scales, q_step)
+        if y_hat_1 is None:
+            y_hat_1 = torch.round(means * 3) + means
+        scales2, means2 = spatial_prior(y_hat_1, means, scales, q_step)
     return [q_step, scales, means, scales2, means2]
 
 
@@ -96,17 +100,18 @@ def test_values_stay_on_the_grid(model: EVC, z: torch.Tensor) -> None:
 
 @torch.inference_mode()
 def test_grid_costs_no_rate(model: EVC) -> None:
-    image = synthetic_frame(192, 128, seed=2)
-    features = model.analyse(to_tensor(image, "cpu"))
-    lat = model.quantise(features, 1.0)
+    features = model.analyse(to_tensor(synthetic_frame(192, 128, seed=2), "cpu"))
     hyper_encoder, *_ = model._exact_prior()
     y = features.double() / model.latent_scale(torch.tensor([1.0])).double()
     z_sym = torch.round(hyper_encoder(y)).clamp(-64, 64)
     plain = _prior_outputs(model, float64_copy, z_sym)
-    grid = _prior_outputs(model, exact_copy, z_sym)
-    for a, b in zip(plain, grid):  # the grid moves the parameters by far less than a scale-table step
-        assert (a - b).abs().max() < 2e-3
-    assert torch.equal(lat.z_sym, z_sym)
+    grid = _prior_outputs(model, exact_copy, z_sym, y_hat_1=torch.round(plain[2] * 3) + plain[2])
+    # Same inputs: the grid moves the parameters by far less than a scale-table step (5 % in scale).
+    for a, b in zip(plain, grid):
+        assert (a - b).abs().max() < 5e-3
+    for a, b in ((plain[1], grid[1]), (plain[3], grid[3])):
+        assert (scale_index(a) == scale_index(b)).double().mean() > 0.99  # flips only at table boundaries
+    assert torch.equal(model.quantise(features, 1.0).z_sym, z_sym)
 
 
 def test_oversized_weights_are_refused() -> None:
