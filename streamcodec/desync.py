@@ -44,7 +44,7 @@ SETUPS = {
 
 def _model(setup: Setup, model_name: str, weights: Path | None) -> Any:
     model = load_model(model_name, setup.device, weights)
-    return model.to(memory_format=torch.channels_last) if setup.channels_last else model
+    return model.to(memory_format=torch.channels_last if setup.channels_last else torch.contiguous_format)
 
 
 def _with_threads(setup: Setup) -> int:

