@@ -123,7 +123,7 @@ def scale_index(scales: torch.Tensor) -> torch.Tensor:
     Only comparisons with fixed boundaries, so exact scales give the same indices on every device.
     """
     boundaries = torch.tensor(_SCALE_BOUNDARIES, dtype=torch.float64, device=scales.device)
-    return torch.bucketize(scales.double(), boundaries)
+    return torch.bucketize(scales.double().contiguous(), boundaries)
 
 
 def table_scale(index: int) -> float:
