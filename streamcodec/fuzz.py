@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-import numpy as np
-
 from .bitstream import Packet, PacketType, StreamHeader, StreamReader, StreamWriter
 from .bitstream import format as fmt
 from .errors import StreamError
@@ -84,26 +82,16 @@ def case_bounds(width: int, height: int) -> tuple[float, int]:
     return BASE_SECONDS + SECONDS_PER_PIXEL * pixels, BASE_MEMORY + MEMORY_PER_PIXEL * pixels
 
 
-def sample_frames(count: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
-    """Moving gradients with noise: frames with some texture, made without any data file."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    frames = []
-    for i in range(count):
-        image = np.stack([(4 * x + 9 * i) % 256, (5 * y + 3 * i) % 256, (2 * (x + y) + 17 * i) % 256], axis=-1)
-        frames.append(np.clip(image + rng.integers(-24, 25, image.shape), 0, 255).astype(np.uint8))
-    return frames
-
-
 def sample_stream(model: Any, frames: int = FRAMES, size: tuple[int, int] = FRAME_SIZE) -> bytes:
     """A closed ``.scv`` stream of ``frames`` synthetic frames coded with ``model`` at qp 32."""
+    from .bench import synthetic_frame
     from .codec.stream import FrameEncoder
 
     encoder = FrameEncoder(model, *size, 32)
     out = io.BytesIO()
     with StreamWriter(out, encoder.header) as writer:
-        for pts, image in enumerate(sample_frames(frames, *size)):
-            writer.write(encoder.encode(image, pts)[0])
+        for pts in range(frames):
+            writer.write(encoder.encode(synthetic_frame(*size, seed=pts), pts)[0])
         writer.close()
         return out.getvalue()
 
@@ -259,6 +247,8 @@ class Mutator:
 
     def _payload(self, rng: random.Random, _: int) -> Case:
         """A data packet's frame payload changed and re-wrapped with valid CRCs: it reaches the decoder."""
+        from .codec.evc import PAYLOAD_HEAD, PAYLOAD_VERSION
+
         span = rng.choice(self.data_spans)
         head = fmt.unpack_packet_head(self.clean[span.start : span.start + fmt.PACKET_HEADER_SIZE])
         payload = bytearray(self.clean[span.start + fmt.PACKET_HEADER_SIZE : span.end])
@@ -267,11 +257,11 @@ class Mutator:
             for _ in range(rng.randint(1, 4)):
                 payload[rng.randrange(len(payload))] ^= 1 << rng.randrange(8)
         elif how == "version":
-            payload[0] = rng.choice([0, 1, 3, 255, rng.randrange(256)])
+            payload[0] = rng.choice([0, PAYLOAD_VERSION - 1, PAYLOAD_VERSION + 1, 255, rng.randrange(256)])
         elif how == "substreams":
-            payload[5] = rng.choice([0, 2, 3, 127, 255, rng.randrange(256)])
+            payload[PAYLOAD_HEAD.size - 1] = rng.choice([0, 2, 3, 127, 255, rng.randrange(256)])
         elif how == "length":
-            slot = 6 + 4 * rng.randrange(3)
+            slot = PAYLOAD_HEAD.size + 4 * rng.randrange(3)
             struct.pack_into("<I", payload, slot, _extreme(rng, "I"))
         elif how == "cut":
             del payload[rng.randrange(len(payload)) :]
@@ -282,15 +272,15 @@ class Mutator:
         elif how == "other":
             other = rng.choice(self.data_spans)
             payload = bytearray(self.clean[other.start + fmt.PACKET_HEADER_SIZE : other.end])
-        else:  # the two halves of the sub-stream table exchanged, their lengths too
-            lengths = list(struct.unpack_from("<3I", payload, 6))
-            chunks, at = [], 18
+        else:  # the three parts of a one-sub-stream payload (z, step 1, step 2) exchanged, their lengths too
+            lengths = list(struct.unpack_from("<3I", payload, PAYLOAD_HEAD.size))
+            chunks, at = [], PAYLOAD_HEAD.size + 12
             for n in lengths:
                 chunks.append(bytes(payload[at : at + n]))
                 at += n
             order = rng.sample(range(3), 3)
             table = struct.pack("<3I", *(lengths[i] for i in order))
-            payload = payload[:6] + table + b"".join(chunks[i] for i in order)
+            payload = payload[: PAYLOAD_HEAD.size] + table + b"".join(chunks[i] for i in order)
         packet = fmt.pack_packet(Packet(PacketType(head.type), head.pts, head.q_index, bytes(payload), head.flags))
         data = self.clean[: span.start] + packet + self.clean[span.end :]
         return Case(0, "", data, (span.start, span.end), f"packet at {span.start}: payload {how}")

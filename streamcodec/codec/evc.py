@@ -42,7 +42,9 @@ DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
 #: outweighs the parallelism, so small frames use fewer sub-streams than asked for.
 MIN_SUBSTREAM_SYMBOLS = 32768
-_PAYLOAD_HEAD = struct.Struct("<BIIB")  # version, CRC32C of z, CRC32C of all quantised latents, sub-streams per step
+#: Head of a frame payload: version, CRC32C of z, CRC32C of all quantised latents, sub-streams per step; a u32
+#: length per sub-stream (z, then each step's) follows.
+PAYLOAD_HEAD = struct.Struct("<BIIB")
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -347,7 +349,7 @@ def substream_count(step_symbols: int, requested: int) -> int:
 def framing_bits(step_symbols: int, requested: int) -> int:
     """Bits of a payload's fixed framing: its head and one length per sub-stream."""
     chunks = 1 + 2 * substream_count(step_symbols, requested)
-    return 8 * (_PAYLOAD_HEAD.size + 4 * chunks)
+    return 8 * (PAYLOAD_HEAD.size + 4 * chunks)
 
 
 def _latent_crc(*arrays: np.ndarray) -> int:
@@ -359,21 +361,21 @@ def _latent_crc(*arrays: np.ndarray) -> int:
 
 def _pack_payload(z_check: int, check: int, substreams: int, chunks: Sequence[bytes]) -> bytes:
     lengths = struct.pack(f"<{len(chunks)}I", *(len(c) for c in chunks))
-    return _PAYLOAD_HEAD.pack(PAYLOAD_VERSION, z_check, check, substreams) + lengths + b"".join(chunks)
+    return PAYLOAD_HEAD.pack(PAYLOAD_VERSION, z_check, check, substreams) + lengths + b"".join(chunks)
 
 
 def _unpack_payload(payload: bytes) -> tuple[int, int, int, list[bytes]]:
     """(CRC of z, CRC of all latents, sub-streams per step, chunks) of a frame payload."""
-    if len(payload) < _PAYLOAD_HEAD.size:
+    if len(payload) < PAYLOAD_HEAD.size:
         raise CorruptStreamError("frame payload is shorter than its header")
-    version, z_check, check, substreams = _PAYLOAD_HEAD.unpack_from(payload)
+    version, z_check, check, substreams = PAYLOAD_HEAD.unpack_from(payload)
     if version != PAYLOAD_VERSION or substreams == 0:
         raise CorruptStreamError(f"unknown frame payload version {version} or sub-stream count {substreams}")
     count = 1 + 2 * substreams
-    offset = _PAYLOAD_HEAD.size + 4 * count
+    offset = PAYLOAD_HEAD.size + 4 * count
     if len(payload) < offset:
         raise CorruptStreamError("frame payload is shorter than its sub-stream table")
-    lengths = struct.unpack_from(f"<{count}I", payload, _PAYLOAD_HEAD.size)
+    lengths = struct.unpack_from(f"<{count}I", payload, PAYLOAD_HEAD.size)
     if offset + sum(lengths) != len(payload) or any(n % 4 for n in lengths):
         raise CorruptStreamError("frame payload's sub-stream lengths do not add up")
     chunks = []
