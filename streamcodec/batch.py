@@ -247,8 +247,6 @@ def run_task(task: Task, settings: EncodeSettings) -> TaskResult:
 def _model(name: str, weights: Path | None, device: str, threads: int) -> EVC:
     """The worker's model, loaded once per process (workers run many tasks)."""
     torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(name, device, weights)
     if threads > 1:
         model.executor = ThreadPoolExecutor(threads)

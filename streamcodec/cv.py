@@ -40,7 +40,7 @@ from .bitstream import Packet, StreamReader
 from .bitstream.format import PACKET_HEADER_SIZE
 from .codec.evc import EVC
 from .codec.quality import q_to_index
-from .codec.registry import load_model
+from .codec.registry import load_model, resolve_device
 from .codec.stream import FrameDecoder, FrameEncoder
 from .errors import FrameSizeError, StreamError
 from .pipeline import Item, PacketSource, PipelineError, Sink, TcpServerSink, open_packet_sink, open_packet_source
@@ -93,7 +93,7 @@ def _model(model: str | EVC, device: str | torch.device | None) -> EVC:
     """``model`` itself, or the named model loaded once per process and device."""
     if isinstance(model, EVC):
         return model
-    return _load(model, str(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    return _load(model, str(resolve_device(device)))
 
 
 class _LoopThread:

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..bench import run_benchmark, synthetic_frame
-from ..codec.registry import load_model
-from .common import add_model_options, configure_threads, parse_size, pick_device, print_json
+from ..codec.registry import load_model, resolve_device
+from .common import add_model_options, configure_threads, parse_size, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    model = load_model(args.model, pick_device(args.device), args.weights)
+    model = load_model(args.model, resolve_device(args.device), args.weights)
     model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
     image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
     result = run_benchmark(model, image, frames=args.frames, qp=args.qp, rdo=args.rdo)

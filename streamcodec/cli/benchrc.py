@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..codec.registry import load_model
+from ..codec.registry import load_model, resolve_device
 from ..ratecontrol.benchmark import bench_clip, clip_paths, load_clip, pick_cut_partner, plot_clip
-from .common import add_model_options, configure_threads, parse_size, pick_device, print_json
+from .common import add_model_options, configure_threads, parse_size, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +77,7 @@ def _print_table(results: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     model = load_model(args.model, device, args.weights)
     paths = clip_paths(args.clips)
     if args.select:

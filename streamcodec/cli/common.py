@@ -18,13 +18,6 @@ def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "e
     p.add_argument("--threads", type=int, help="CPU threads for torch and entropy coding")
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def configure_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)

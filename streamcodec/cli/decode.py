@@ -14,11 +14,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..codec.registry import load_model
+from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
 from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, open_packet_source
-from .common import configure_threads, pick_device, print_json
+from .common import configure_threads, print_json
 from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
 
 
@@ -56,7 +56,7 @@ async def _decode(args: argparse.Namespace) -> int:
     try:
         await source.open()
         header = source.header
-        model = await asyncio.to_thread(load_model, header.model_name, pick_device(args.device), args.weights)
+        model = await asyncio.to_thread(load_model, header.model_name, resolve_device(args.device), args.weights)
         if args.threads != 1:
             model.executor = ThreadPoolExecutor(2 if args.threads is None else args.threads)
         decoder = FrameDecoder(model, header)

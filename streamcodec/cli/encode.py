@@ -28,10 +28,10 @@ import numpy as np
 from ..codec.evc import DEFAULT_SUBSTREAMS
 from ..codec.masked import MaskedEVC
 from ..codec.quality import QP_MAX
-from ..codec.registry import load_model
+from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
 from ..pipeline import EncodeStage, Item, Pipeline, PipelineError, PipelineStats, open_packet_sink, open_source
-from .common import add_model_options, configure_threads, parse_size, pick_device, print_json
+from .common import add_model_options, configure_threads, parse_size, print_json
 from .rc_options import add_rc_options, controller_from_args, rc_mode
 
 
@@ -143,7 +143,7 @@ async def _encode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     if not 0 <= args.qp <= QP_MAX:
         raise ValueError(f"--qp must lie in 0..{QP_MAX}")
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     model = await asyncio.to_thread(load_model, args.model, device, args.weights)  # before a live input opens
     if args.threads != 1:
         model.executor = ThreadPoolExecutor(max(2, min(args.substreams, args.threads or 4)))

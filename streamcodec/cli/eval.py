@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import configure_threads, pick_device, print_json
+from .common import configure_threads, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..codec.masked import MaskedEVC
-    from ..codec.registry import load_model
+    from ..codec.registry import load_model, resolve_device
     from ..evaluate import EVC_PAPER_KODAK, bd_rate, evaluate, get_baseline, plot_rd
     from ..evaluate.neural import NeuralCodec
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no images in {args.dataset}")
     images = images[: args.limit]
     qps = [float(q) for q in args.qps.split(",")]
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     passes = sorted({int(r) for r in args.rdo.split(",")})
     if not set(passes) <= {0, 1, 2}:
         raise ValueError(f"--rdo takes passes 0, 1 and 2, not {args.rdo!r}")

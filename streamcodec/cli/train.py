@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..codec.registry import ARCHITECTURES, canonical_name
+from ..codec.registry import ARCHITECTURES, canonical_name, resolve_device
 from ..train import TrainConfig, Trainer, save_weights
 from ..train.data import pack_crops
 from ..train.loop import DISTORTION_LAMBDAS
@@ -65,8 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

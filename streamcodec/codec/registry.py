@@ -69,8 +69,15 @@ def model_card(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) means CUDA when present, else the CPU; anything else is taken as it is."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights: Path | None = None) -> EVC:
-    """Load a model with trained weights, in eval mode on ``device``.
+    """Load a model with trained weights, in eval mode on ``device`` (``auto``: see :func:`resolve_device`).
 
     ``weights`` overrides the shipped file (e.g. a freshly exported one). Names without shipped weights
     raise :class:`ModelNotFoundError` saying which models have weights. On the CPU the weights are kept
@@ -90,5 +97,6 @@ def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights:
     model.name = canonical
     model.codec_id = CODEC_IDS[canonical]
     model.weights_hash = weights_hash(path)
+    device = resolve_device(device)
     model = model.eval().to(device)
-    return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model
+    return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model

@@ -75,10 +75,10 @@ class ScvElement(Gst.Element):
     def load_model(self, name: str) -> Any:
         """streamcodec's model ``name`` with its shipped weights on this element's device."""
         streamcodec = import_streamcodec()
-        from streamcodec.cli.common import pick_device
+        from streamcodec.codec.registry import resolve_device
 
         try:
-            return streamcodec.load_model(name, pick_device(self.device))
+            return streamcodec.load_model(name, resolve_device(self.device))
         except (LookupError, RuntimeError, ValueError) as exc:  # unknown model or device, no CUDA
             raise ElementFailed(f"cannot load model {name!r} on device {self.device!r}: {exc}") from None
 
