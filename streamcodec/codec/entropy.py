@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from decimal import Context
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -122,8 +123,13 @@ def scale_index(scales: torch.Tensor) -> torch.Tensor:
 
     Only comparisons with fixed boundaries, so exact scales give the same indices on every device.
     """
-    boundaries = torch.tensor(_SCALE_BOUNDARIES, dtype=torch.float64, device=scales.device)
-    return torch.bucketize(scales.double().contiguous(), boundaries)
+    return torch.bucketize(scales.double().contiguous(), _boundaries_on(scales.device))
+
+
+@lru_cache(maxsize=None)
+def _boundaries_on(device: torch.device) -> torch.Tensor:
+    """The boundaries as a tensor on ``device``, made once (no host-to-device copy per frame)."""
+    return torch.tensor(_SCALE_BOUNDARIES, dtype=torch.float64, device=device)
 
 
 def table_scale(index: int) -> float:
