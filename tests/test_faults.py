@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 
 from streamcodec import bitstream, cli
+from streamcodec.bench import synthetic_frame
 from streamcodec.codec.stream import FrameDecoder, FrameEncoder
 from streamcodec.errors import StreamError
-from streamcodec.fuzz import layout, sample_frames
+from streamcodec.fuzz import layout
 from streamcodec.pipeline import EncodeStage, IteratorSource, Pipeline, ScvFileSink, TcpServerSink
 
 W, H = 64, 48
@@ -160,7 +161,7 @@ def test_full_disk_is_one_clear_error_and_leaves_a_decodable_prefix(tmp_path: Pa
 
 def test_tcp_client_hanging_up_mid_stream_does_not_stop_the_encoder(tmp_path: Path, model) -> None:
     out = tmp_path / "tee.scv"
-    frames = sample_frames(12, W, H)
+    frames = [synthetic_frame(W, H, seed=i) for i in range(12)]
 
     async def main():
         gate = asyncio.Event()
