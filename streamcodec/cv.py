@@ -39,7 +39,7 @@ from . import bitstream
 from .bitstream import Packet, StreamReader
 from .bitstream.format import PACKET_HEADER_SIZE
 from .codec.evc import EVC
-from .codec.quality import q_to_index
+from .codec.quality import check_quality
 from .codec.registry import load_model, resolve_device
 from .codec.stream import FrameDecoder, FrameEncoder
 from .errors import FrameSizeError, StreamError
@@ -56,7 +56,8 @@ CAP_PROP_FRAME_WIDTH = 3
 CAP_PROP_FRAME_HEIGHT = 4
 CAP_PROP_FPS = 5
 CAP_PROP_FRAME_COUNT = 7
-VIDEOWRITER_PROP_QUALITY = 1  #: qp 0..63, higher is better (the crf under VIDEOWRITER_RC_CRF)
+#: qp 0..63 (trained; -64..96 extended), higher is better (the crf under VIDEOWRITER_RC_CRF)
+VIDEOWRITER_PROP_QUALITY = 1
 VIDEOWRITER_PROP_FRAMEBYTES = 2  #: bytes of the last packet written (read-only)
 VIDEOWRITER_PROP_IS_COLOR = 4  #: read-only
 IMREAD_UNCHANGED = -1
@@ -146,7 +147,7 @@ class _RateSettings:
 
     def with_property(self, prop: int, value: float) -> _RateSettings:
         if prop == VIDEOWRITER_PROP_QUALITY:
-            q_to_index(value)  # raises for a quality outside 0..63
+            check_quality(value)
             return replace(self, quality=float(value))
         if prop == VIDEOWRITER_PROP_BITRATE:
             return replace(self, bitrate=float(value) if value > 0 else None)

@@ -25,7 +25,7 @@ def roundtrip(model: EVC, image: np.ndarray, q: float, **kw: object) -> tuple[by
 
 
 @pytest.mark.parametrize("size", [(333, 500), (1, 1), (5, 7), (64, 64), (70, 130)])
-@pytest.mark.parametrize("q", [0, 63])
+@pytest.mark.parametrize("q", [-64, 0, 63, 96])
 def test_decoder_output_equals_encoder_reconstruction(model: EVC, size: tuple[int, int], q: float) -> None:
     image = synthetic_frame(size[1], size[0], seed=sum(size))
     _, x_hat, decoded = roundtrip(model, image, q)
@@ -35,7 +35,7 @@ def test_decoder_output_equals_encoder_reconstruction(model: EVC, size: tuple[in
 
 def test_quality_orders_rate_and_distortion(model: EVC, photo: np.ndarray) -> None:
     sizes, errors = [], []
-    for q in (0, 21, 42, 63):
+    for q in (-64, -32, 0, 21, 42, 63, 96):  # the trained range and the extrapolated steps on either side
         payload, _, decoded = roundtrip(model, photo, q)
         sizes.append(len(payload))
         errors.append(float(np.mean((to_image(decoded).astype(float) - photo) ** 2)))
@@ -46,8 +46,8 @@ def test_quality_orders_rate_and_distortion(model: EVC, photo: np.ndarray) -> No
 def test_fractional_q_is_stored_exactly(model: EVC, photo: np.ndarray) -> None:
     x = to_tensor(photo, "cpu")
     frame, x_hat = model.compress(x, 31.2344, reconstruct=True)
-    assert frame.q_index == 31234 and index_to_q(frame.q_index) == 31.234
-    same, _ = model.compress(x, 31.234)
+    assert frame.q_index == 12494 + 25600 and index_to_q(frame.q_index) == 31.235  # a multiple of 1/400
+    same, _ = model.compress(x, 31.235)
     assert same.payload == frame.payload
     assert torch.equal(model.decompress(frame.payload, *photo.shape[:2], frame.q_index), x_hat)
 
@@ -56,8 +56,13 @@ def test_q_maps_to_anchor_scales_log_linearly() -> None:
     anchors = torch.tensor([8.0, 4.0, 2.0, 1.0])
     assert interpolate_log(anchors, torch.tensor([0.0, 21.0, 42.0, 63.0])).tolist() == [8.0, 4.0, 2.0, 1.0]
     assert interpolate_log(anchors, torch.tensor([10.5])).item() == pytest.approx(2**2.5)
-    with pytest.raises(ValueError):
-        q_to_index(63.5)
+    # the extended range extrapolates the end segments, and stops at its ends
+    extended = interpolate_log(anchors, torch.tensor([-21.0, 84.0, -200.0])).tolist()
+    assert extended == pytest.approx([16, 0.5, 2 ** (64 / 21 + 3)])
+    assert q_to_index(-64) == 0 and q_to_index(96) == 64000
+    for q in (-64.5, 96.5):
+        with pytest.raises(ValueError, match="quality must lie in -64..96"):
+            q_to_index(q)
 
 
 def test_real_size_matches_the_model_estimate(model: EVC, photo: np.ndarray) -> None:
@@ -101,6 +106,8 @@ def test_damaged_payload_never_decodes_silently(model: EVC, photo: np.ndarray) -
         model.decompress(payload[: len(payload) // 2], h, w, q_to_index(32))
     with pytest.raises(CorruptStreamError):
         model.decompress(b"\x07" + payload[1:], h, w, q_to_index(32))
+    with pytest.raises(CorruptStreamError, match="q_index 64001 is outside"):
+        model.decompress(payload, h, w, q_to_index(96) + 1)
 
 
 def test_other_weights_are_refused(model: EVC, photo: np.ndarray, tmp_path) -> None:

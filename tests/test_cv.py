@@ -17,6 +17,7 @@ import torch
 
 import streamcodec
 from streamcodec import bitstream
+from streamcodec.codec.quality import index_to_q
 from streamcodec.io import open_source
 from streamcodec.ratecontrol import ABRController, CBRController
 
@@ -167,7 +168,7 @@ def test_set_changes_quality_and_mode_between_frames(clip, model) -> None:
     # cbr without a bitrate is refused and changes nothing; a bitrate alone means abr, as `encode --bitrate`
     assert not writer.set(streamcodec.VIDEOWRITER_PROP_RC_MODE, streamcodec.VIDEOWRITER_RC_CBR)
     assert "BITRATE" in writer.error and writer.encoder.controller is None
-    assert not writer.set(cv2.VIDEOWRITER_PROP_NSTRIPES, 2) and not writer.set(streamcodec.VIDEOWRITER_PROP_QUALITY, 70)
+    assert not writer.set(cv2.VIDEOWRITER_PROP_NSTRIPES, 2) and not writer.set(streamcodec.VIDEOWRITER_PROP_QUALITY, 97)
     assert writer.set(streamcodec.VIDEOWRITER_PROP_BITRATE, 30000)
     assert isinstance(writer.encoder.controller, ABRController)
     assert writer.set(streamcodec.VIDEOWRITER_PROP_RC_MODE, streamcodec.VIDEOWRITER_RC_CBR)
@@ -176,7 +177,7 @@ def test_set_changes_quality_and_mode_between_frames(clip, model) -> None:
     assert writer.get(cv2.VIDEOWRITER_PROP_FRAMEBYTES) > 0
     writer.release()
     with bitstream.open(io.BytesIO(out.getvalue())) as stream:
-        assert [packet.q_index for packet in stream][:2] == [32000, 10000]
+        assert [index_to_q(packet.q_index) for packet in stream][:2] == [32.0, 10.0]
     with pytest.raises(ValueError, match="BITRATE"):
         streamcodec.VideoWriter(io.BytesIO(), SCV1, FPS, (W, H), strict=True, model=model).set(
             streamcodec.VIDEOWRITER_PROP_RC_MODE, streamcodec.VIDEOWRITER_RC_ABR

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streamcodec.codec.quality import q_to_index
 from streamcodec.ratecontrol import (
     VBV,
     ABRController,
@@ -26,6 +27,7 @@ from streamcodec.ratecontrol import (
     simulate,
     snap_q,
 )
+from streamcodec.ratecontrol.base import Q_MAX, Q_MIN, Q_QUANTUM
 from streamcodec.ratecontrol.benchmark import convergence, window_range
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample.mp4"
@@ -130,9 +132,13 @@ def test_metrics_by_hand() -> None:
 
 # -- the model and the search ------------------------------------------------------------------------------------
 def test_snap_q_is_the_stream_grid() -> None:
-    assert snap_q(12.34567) == 12.346
-    assert snap_q(-3) == 0.0 and snap_q(99) == 63.0
-    assert round(snap_q(31.0004) * 1000) == 31000
+    from streamcodec.codec import quality
+
+    assert (Q_MIN, Q_MAX, Q_QUANTUM) == (quality.Q_LOWEST, quality.Q_HIGHEST, quality.Q_INDEX_SCALE)
+    assert snap_q(12.34567) == 12.345
+    assert snap_q(-99) == -64.0 and snap_q(120) == 96.0 and snap_q(-3) == -3.0
+    for q in (12.34567, -37.1234, 0.00124, 95.99):
+        assert quality.index_to_q(quality.q_to_index(q)) == snap_q(q)  # the probe sees the q that is coded
 
 
 @pytest.mark.parametrize("last_frame_off, probes", [(0.02, 1), (0.10, 2), (-0.5, 2)])
@@ -247,12 +253,22 @@ def test_cbr_cap_saves_the_buffer_when_a_frame_suddenly_costs_much_more() -> Non
     assert qs[60] < qs[59] - ctl.max_dq + 1e-9 or qs[60] < qs[59] - 10
 
 
-def test_cbr_below_the_reachable_rate_pins_q_to_zero_and_reports_underflows() -> None:
+def test_cbr_below_the_trained_range_goes_below_q0_without_underflows() -> None:
     world = World(n=60, seed=0, cuts=(0,), spread=0.0)
-    rate = 0.5 * world.cqp_rate(0)  # even q = 0 costs twice the channel
+    rate = 0.6 * world.cqp_rate(0)  # q = 0 costs 1.7x the channel
+    bits, _, qs = drive(world, CBRController(rate, FPS, 3 * rate / FPS))
+    assert max(qs[3:]) < 0 and simulate(bits, 3 * rate / FPS, rate, FPS)["underflows"] == 0
+    # kept to the trained range (--qmin 0), the same target pins q to 0 and underflows
+    bits, _, qs = drive(world, CBRController(rate, FPS, 3 * rate / FPS, q_min=0.0))
+    assert all(q == 0.0 for q in qs[3:]) and simulate(bits, 3 * rate / FPS, rate, FPS)["underflows"] > 0
+
+
+def test_cbr_below_the_reachable_rate_pins_q_to_its_floor_and_reports_underflows() -> None:
+    world = World(n=60, seed=0, cuts=(0,), spread=0.0)
+    rate = 0.5 * world.cqp_rate(Q_MIN)  # even the lowest q costs twice the channel
     ctl = CBRController(rate, FPS, 3 * rate / FPS)
     bits, _, qs = drive(world, ctl)
-    assert all(q == 0.0 for q in qs[3:])
+    assert all(q == Q_MIN for q in qs[3:])
     assert ctl.vbv.underflows > 0  # honest: the simulation shows it, nothing is hidden
 
 
@@ -347,7 +363,12 @@ def test_controller_from_args() -> None:
     assert isinstance(crf, CRFController) and crf.vbv.level == pytest.approx(5e5)
     capped = controller_from_args(_args("--rc", "abr", "--bitrate", "1M", "--maxrate", "1.5M"), 25)
     assert capped.vbv.bufsize == pytest.approx(1.5e6)
+    assert (abr.q_min, abr.q_max) == (Q_MIN, Q_MAX)  # the whole extended range unless limited
+    trained = controller_from_args(_args("--bitrate", "1M", "--qmin", "0", "--qmax", "63"), 25)
+    assert (trained.q_min, trained.q_max) == (0.0, 63.0)
     for bad in (["--bitrate", "1M", "--rc", "cqp"], ["--rc", "cbr"], ["--rc", "abr"], ["--rc", "crf"],
+                ["--bitrate", "1M", "--qmin", "40", "--qmax", "30"], ["--bitrate", "1M", "--qmin", "-70"],
+                ["--crf", "20", "--qmin", "30"],
                 ["--rc", "abr", "--bitrate", "1M", "--bufsize", "1s"],
                 ["--rc", "cbr", "--bitrate", "2M", "--maxrate", "1M"],
                 ["--rc", "cbr", "--bitrate", "2M", "--bufsize", "0.5f"]):
@@ -405,7 +426,7 @@ def test_end_to_end_abr_with_the_real_model(model, clip, reachable_target) -> No
     # the 2 % bar is for >= 300 frames (bench-rc); 60 frames of a ramp leave some debt at the end
     assert abs(sum(bits) * fps / len(bits) / target - 1) <= 0.04
     # the stream stores the q the controller chose, and the controller saw the real sizes
-    assert [p.q_index for p in packets] == [round(d.q * 1000) for d in abr.history]
+    assert [p.q_index for p in packets] == [q_to_index(d.q) for d in abr.history]
     assert bits == [d.real_bits for d in abr.history]
     assert max(len(d.probes) for d in abr.history) <= 2
     budgets = [d.budget for d in abr.history]
@@ -432,7 +453,7 @@ def test_explicit_q_overrides_the_controller_but_still_feeds_it(model, clip) -> 
     ctl = CBRController(60000, fps, 60000)
     enc = FrameEncoder(model, 96, 64, 32.0, controller=ctl)
     packet, _, _ = enc.encode(images[0], 0, q=10.0)
-    assert packet.q_index == 10000 and ctl.frames == 1
+    assert packet.q_index == q_to_index(10.0) and ctl.frames == 1
     assert ctl.vbv.level == pytest.approx(0.9 * 60000 - 8 * len(packet.payload) + 60000 / fps)
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..batch import EncodeSettings, FileJob, ProcessPoolRunner, RayRunner, Task, batch_summary, plan_batch, run_batch
 from ..codec.evc import DEFAULT_SUBSTREAMS
-from ..codec.quality import QP_MAX
+from ..codec.quality import Q_HIGHEST, Q_LOWEST, QP_MAX, check_quality
 from .common import add_model_options, print_json
 from .rc_options import add_rc_options, controller_from_args
 
@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input_dir", type=Path, help="folder of video files")
     p.add_argument("output_dir", type=Path, help="folder for the .scv streams (made if missing)")
     add_model_options(p)
-    p.add_argument("--qp", type=float, default=32, help=f"quality 0..{QP_MAX}, higher is better (default 32)")
+    p.add_argument("--qp", type=float, default=32,
+                   help=f"quality 0..{QP_MAX} (trained range; {Q_LOWEST:g}..{Q_HIGHEST:g} extrapolated), higher is "
+                        "better (default 32)")
     p.add_argument("--substreams", type=int, default=DEFAULT_SUBSTREAMS, help="entropy-coded parts per frame")
     p.add_argument("--workers", type=int, help="tasks at a time (default: CPU cores; with --ray: cluster CPUs)")
     p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: auto, or an address for ray.init")
@@ -54,8 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.qp <= QP_MAX:
-        raise ValueError(f"--qp must lie in 0..{QP_MAX}")
+    check_quality(args.qp, "--qp")
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
     controller = None

@@ -54,9 +54,9 @@ def _print_table(results: list[dict]) -> None:
             f"{r['target_bps'] / 1e3:.1f}",
             "{:.0f}..{:.0f}".format(*(v / 1e3 for v in r["reachable_bps"])),
             f"{100 * a['error']:+.2f}%",
-            f"{c1['underflows']}({c1['underflows_at_q0']})/{c1['overflows']}",
+            f"{c1['underflows']}({c1['underflows_at_qmin']})/{c1['overflows']}",
             "{:+.1f}..{:+.1f}%".format(*(100 * (w - 1) for w in c1["window_1s"])),
-            f"{c3['underflows']}({c3['underflows_at_q0']})/{c3['overflows']}",
+            f"{c3['underflows']}({c3['underflows_at_qmin']})/{c3['overflows']}",
             "{:+.1f}..{:+.1f}%".format(*(100 * (w - 1) for w in c3["window_1s"])),
             "/".join(_fmt(x.get("convergence_cold")) for x in (a, c1, c3)),
             cc if cut else "-",
@@ -68,8 +68,9 @@ def _print_table(results: list[dict]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print("reach: max rate at q=0 .. min rate at q=63 over the frames (a constant per-frame budget fits every frame "
-          "only inside it); u(q0)/o: VBV underflows (of them at q=0, i.e. not avoidable by q)/overflows; win: range "
+    print("reach: max rate at the lowest q .. min rate at the highest over the frames (a constant per-frame budget "
+          "fits every frame only inside it); u(qmin)/o: VBV underflows (of them at the lowest q, i.e. not avoidable "
+          "by q)/overflows; win: range "
           "of sliding 1-s windows vs target; conv: frames until 5 in a row within ±10% of budget (a=ABR, 1s/3f=CBR, "
           "m=ABR without probes); PSNR std A/C: ABR ÷ CQP at the same rate;"
           " probe ms: rate-probe time per frame (ABR); * = clip extended ping-pong")

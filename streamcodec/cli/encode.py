@@ -27,7 +27,7 @@ import numpy as np
 
 from ..codec.evc import DEFAULT_SUBSTREAMS
 from ..codec.masked import MaskedEVC
-from ..codec.quality import QP_MAX
+from ..codec.quality import Q_HIGHEST, Q_LOWEST, QP_MAX, check_quality
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
 from ..pipeline import EncodeStage, Item, Pipeline, PipelineError, PipelineStats, open_packet_sink, open_source
@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="image, folder, video file, -, URL, /dev/videoN or lavfi:GRAPH")
     p.add_argument("output", help=".scv file, - for stdout, tcp://HOST:PORT, udp://HOST:PORT or a .ts file")
     add_model_options(p)
-    p.add_argument("--qp", type=float, default=32, help=f"quality 0..{QP_MAX}, higher is better (default 32)")
+    p.add_argument("--qp", type=float, default=32,
+                   help=f"quality 0..{QP_MAX} (trained range; {Q_LOWEST:g}..{Q_HIGHEST:g} extrapolated), higher is "
+                        "better (default 32)")
     p.add_argument("--frames", type=int, help="encode at most this many frames")
     p.add_argument("--scale", type=parse_size, help="resize frames to WxH first")
     p.add_argument("--substreams", type=int, default=DEFAULT_SUBSTREAMS, help="entropy-coded parts per frame")
@@ -141,8 +143,7 @@ def run_async(coroutine: Any, command: str) -> int:
 
 async def _encode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    if not 0 <= args.qp <= QP_MAX:
-        raise ValueError(f"--qp must lie in 0..{QP_MAX}")
+    check_quality(args.qp, "--qp")
     device = resolve_device(args.device)
     model = await asyncio.to_thread(load_model, args.model, device, args.weights)  # before a live input opens
     if args.threads != 1:

@@ -1,5 +1,5 @@
 """Rate-control options shared by the commands that encode: ``--rc``, ``--crf``, ``--bitrate``, ``--maxrate``,
-``--bufsize``, ``--vbv-init``, ``--rc-probes``; and the controller they describe
+``--bufsize``, ``--vbv-init``, ``--rc-probes``, ``--qmin``/``--qmax``; and the controller they describe
 (:func:`streamcodec.ratecontrol.make_controller`).
 
 ``--qp`` (defined by each command) stays the constant quality of ``--rc cqp`` and is the starting guess of the
@@ -12,6 +12,7 @@ import argparse
 from fractions import Fraction
 
 from ..ratecontrol import MODES, RateController, infer_mode, make_controller, parse_bitrate
+from ..ratecontrol.base import Q_MAX, Q_MIN
 
 
 def bitrate_arg(text: str) -> float:
@@ -28,13 +29,18 @@ def add_rc_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rc", choices=MODES,
                    help="rate control: cqp (constant --qp), crf (constant quality --crf), abr (average --bitrate), "
                         "cbr (constant --bitrate through a --bufsize VBV); default from the options given")
-    g.add_argument("--crf", type=float, help="crf quality 0..63, higher is better (q moves a little with complexity)")
+    g.add_argument("--crf", type=float, help="crf quality (0..63 trained, -64..96 extended), higher is better (q "
+                                             "moves a little with complexity)")
     g.add_argument("--bitrate", type=bitrate_arg, help="target bitrate, e.g. 2M, 500k")
     g.add_argument("--maxrate", type=bitrate_arg, help="VBV fill rate (cbr: default --bitrate; crf/abr: caps)")
     g.add_argument("--bufsize", help="VBV size: 1s, 500ms, 3f (frames) or bits such as 2M (default 1s)")
     g.add_argument("--vbv-init", type=float, default=0.9, help="initial VBV fullness 0..1 (default 0.9)")
     g.add_argument("--rc-probes", type=int, default=2, choices=(0, 1, 2),
                    help="entropy-model rate probes per frame (0: model only; default 2)")
+    g.add_argument("--qmin", type=float, default=Q_MIN,
+                   help=f"lowest q crf/abr/cbr may use (default {Q_MIN:g}; below 0 the quantisation step is "
+                        "extrapolated past the coarsest trained one; 0 keeps to the trained range)")
+    g.add_argument("--qmax", type=float, default=Q_MAX, help=f"highest q crf/abr/cbr may use (default {Q_MAX:g})")
 
 
 def rc_mode(args: argparse.Namespace) -> str:
@@ -50,6 +56,7 @@ def controller_from_args(args: argparse.Namespace, fps: float | Fraction | None)
     controller = make_controller(
         rc_mode(args), fps=fps or 25, q=32.0 if qp is None else qp, crf=args.crf, bitrate=args.bitrate,
         maxrate=args.maxrate, bufsize=args.bufsize, vbv_init=args.vbv_init, probes=args.rc_probes,
+        q_min=getattr(args, "qmin", Q_MIN), q_max=getattr(args, "qmax", Q_MAX),
     )  # fmt: skip
     return None if controller.mode == "cqp" else controller
 

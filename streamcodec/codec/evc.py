@@ -31,12 +31,14 @@ from .entropy import (
 )
 from .exact import exact_copy, float64_copy
 from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks
-from .quality import index_to_q, interpolate_log, q_to_index
+from .quality import decoded_q, index_to_q, interpolate_log, q_to_index
 from .transforms import AnalysisTransform, SynthesisTransform
 
 #: Inputs are padded to a multiple of this (the hyper-latent is at 1/64 resolution).
 PAD_MULTIPLE = 64
-PAYLOAD_VERSION = 3  # 2: entropy parameters on the exact fixed-point grid; 3: a checksum of z of its own
+# 2: entropy parameters on the exact fixed-point grid; 3: a checksum of z of its own; 4: the packet's q_index in
+# the extended range (codec.quality)
+PAYLOAD_VERSION = 4
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
@@ -319,8 +321,9 @@ class EVC(nn.Module):
         Raises :class:`CorruptStreamError` for a malformed payload and :class:`DesyncError` when the decoded
         latents fail their checksum (the entropy parameters differ from the encoder's).
         """
+        q = decoded_q(q_index)
         y_hat_s, q_step = self.decode_latents(payload, height, width)
-        return self.synthesise(y_hat_s, q_step, index_to_q(q_index), height, width)
+        return self.synthesise(y_hat_s, q_step, q, height, width)
 
     def _decode_z(self, chunk: bytes, positions: int, check: int) -> np.ndarray:
         """Decode the hyper-latent (``positions`` per channel) and check it before any network runs on it: a

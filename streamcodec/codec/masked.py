@@ -58,10 +58,10 @@ from .masks import (
     variance_levels,
 )
 from .prior import checkerboard_masks
-from .quality import index_to_q, q_to_index
+from .quality import decoded_q, index_to_q, q_to_index
 from .rdo import search_mask
 
-MASKED_PAYLOAD_VERSION = 1
+MASKED_PAYLOAD_VERSION = 2  # 2: the packet's q_index in the extended range (codec.quality)
 _MASKED_HEAD = struct.Struct("<BIII")
 #: Variance thresholds (coarse, fine) of an uncalibrated model, for RGB in [0, 1].
 DEFAULT_THRESHOLDS = (1e-3, 5e-3)
@@ -428,8 +428,9 @@ class MaskedEVC(EVC):
     @torch.inference_mode()
     def decompress_masked(self, payload: bytes, height: int, width: int, q_index: int) -> torch.Tensor:
         """Decode a KEY_MASKED payload to an image (1, 3, height, width) in [0, 1]."""
+        q = decoded_q(q_index)
         latent, one = self.decode_masked(payload, height, width)
-        return self.synthesise(latent, one, index_to_q(q_index), height, width)
+        return self.synthesise(latent, one, q, height, width)
 
 
 def _estimate(lat: MaskedLatents, substreams: int) -> float:

@@ -6,9 +6,11 @@ at; after coding it is told the real size. It is pure Python: no torch, no I/O, 
 rate is given, a frame's duration may be passed to :meth:`RateController.update`), so it can be driven by a
 synthetic rate world in tests exactly as by the codec.
 
-Quality here is streamcodec's ``q``: a float in [0, 63], HIGHER = better quality = more bits, stored in a stream
-as ``round(q * 1000)``. Every q a controller probes or returns is already on that grid (:func:`snap_q`), so the
-probe sees exactly the q the frame will be coded at.
+Quality here is streamcodec's ``q``: a float, HIGHER = better quality = more bits; 0..63 is the model's trained
+range, and controllers may search the extended range [-64, 96] (``streamcodec.codec.quality``: the quantisation
+step extrapolated) when a rate target needs it. A stream stores q as ``round(q * 400) + 25600``; every q a
+controller probes or returns is already on that grid (:func:`snap_q`), so the probe sees exactly the q the
+frame will be coded at.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from fractions import Fraction
 #: ``probe(q) -> estimated bits`` of the current frame at quality q.
 Probe = Callable[[float], float]
 
-Q_MIN = 0.0
-Q_MAX = 63.0
-#: Streams store q as round(q * 1000) (``streamcodec.codec.quality``); probes must see that exact q.
-Q_QUANTUM = 1000
+# The codec's extended q range and stream grid (``streamcodec.codec.quality``, which needs torch: repeated here so
+# that rate control stays pure Python; tests/test_ratecontrol.py checks that the two agree).
+Q_MIN = -64.0
+Q_MAX = 96.0
+Q_QUANTUM = 400
 
 
 def snap_q(q: float, lo: float = Q_MIN, hi: float = Q_MAX) -> float:

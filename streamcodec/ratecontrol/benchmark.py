@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import RateController
+from .base import Q_MAX, Q_MIN, RateController
 from .modes import ABRController, CBRController, CQPController
 from .settings import parse_bitrate
 from .vbv import simulate
@@ -197,31 +197,31 @@ def rate_for_q(model: Any, clip: Clip, target: float, step: int = 10, substreams
     def rate(q: float) -> float:
         return statistics.fmean(model.estimate_bits(f, q, subs) for f in feats) * clip.fps
 
-    lo, hi = 0.0, 63.0
-    for _ in range(9):
+    lo, hi = Q_MIN, Q_MAX
+    for _ in range(11):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if rate(mid) < target else (lo, mid)
     return round((lo + hi) / 2, 3)
 
 
 def reachable_rates(model: Any, clip: Clip, step: int = 3, substreams: int | None = None) -> tuple[float, float]:
-    """(max over frames of the rate at q = 0, min over frames of the rate at q = 63), in bit/s, from the entropy
-    estimate of every ``step``-th frame. When the first exceeds the second, no constant per-frame budget fits
-    every frame of the clip: EVC's q range spans only ~2.5x in rate."""
+    """(max over frames of the rate at the lowest q, min over frames of the rate at the highest), in bit/s, from
+    the entropy estimate of every ``step``-th frame, over the controllers' whole (extended) q range. When the
+    first exceeds the second, no constant per-frame budget fits every frame of the clip."""
     from ..codec.evc import DEFAULT_SUBSTREAMS
 
     subs = substreams or DEFAULT_SUBSTREAMS
     feats = clip.features[::step]
-    lo = max(model.estimate_bits(f, 0.0, subs) for f in feats) * clip.fps
-    hi = min(model.estimate_bits(f, 63.0, subs) for f in feats) * clip.fps
+    lo = max(model.estimate_bits(f, Q_MIN, subs) for f in feats) * clip.fps
+    hi = min(model.estimate_bits(f, Q_MAX, subs) for f in feats) * clip.fps
     return lo, hi
 
 
 def pick_cut_partner(model: Any, clip: Clip, candidates: Sequence[Clip], frames: int) -> Clip | None:
     """The clip to cut into from ``clip`` for the scene-cut test: of the candidates with the same frame size,
     the one whose first ``frames`` frames share the widest range of reachable frame sizes with ``clip``'s
-    (EVC's q range spans only ~2.5x in rate, so a cut between clips of very different complexity leaves no
-    rate both sides can hit, and convergence would measure the q bounds, not the controller)."""
+    (a cut between clips of very different complexity can leave no rate both sides can hit, and convergence
+    would then measure the q bounds, not the controller)."""
 
     def head_range(c: Clip) -> tuple[float, float]:
         lo, hi = reachable_rates(model, c.sub(0, frames))
@@ -244,8 +244,8 @@ def parse_target(text: str) -> tuple[str, float]:
     text = text.strip()
     if text[:1].lower() == "q":
         q = float(text[1:])
-        if not 0 <= q <= 63:
-            raise ValueError(f"target {text!r}: q must lie in 0..63")
+        if not Q_MIN <= q <= Q_MAX:
+            raise ValueError(f"target {text!r}: q must lie in {Q_MIN:g}..{Q_MAX:g}")
         return "q", q
     return "bitrate", parse_bitrate(text)
 
@@ -284,7 +284,7 @@ def bench_clip(model: Any, clip: Clip, target_spec: str, next_clip: Clip | None 
         "target_spec": target_spec,
         "target_bps": target,
         "cqp_q": q_ref,
-        # every frame fits at q = 0 above lo, and can fill its share at q = 63 below hi (estimates):
+        # every frame fits at the lowest q above lo, and can fill its share at the highest below hi (estimates):
         # a per-frame-budget CBR is only feasible for lo <= target <= hi
         "reachable_bps": [lo_rate, hi_rate],
     }
@@ -314,9 +314,10 @@ def bench_clip(model: Any, clip: Clip, target_spec: str, next_clip: Clip | None 
             entry["underflows"] = sim["underflows"]
             entry["overflows"] = sim["overflows"]
             entry["worst_deficit_bits"] = sim["worst_deficit"]
-            # attribution: at q = 0 the controller had no smaller size left; at q = 63 no bigger one
-            entry["underflows_at_q0"] = sum(1 for i in sim["underflow_frames"] if p.q[i] <= 0.0)
-            entry["overflows_at_q63"] = sum(1 for i in sim["overflow_frames"] if p.q[i] >= 63.0)
+            # attribution: at the lowest q the controller had no smaller size left; at the highest no bigger one
+            entry["underflows_at_qmin"] = sum(1 for i in sim["underflow_frames"] if p.q[i] <= Q_MIN)
+            entry["overflows_at_qmax"] = sum(1 for i in sim["overflow_frames"] if p.q[i] >= Q_MAX)
+            entry["frames_below_q0"] = sum(1 for q in p.q if q < 0.0)
             entry["min_level"] = min(sim["level_before"]) / size
         summary[label] = entry
 
@@ -348,12 +349,12 @@ def bench_clip(model: Any, clip: Clip, target_spec: str, next_clip: Clip | None 
                 "convergence_cut": convergence(p.bits, p.budget, start=n),
                 "first_after_cut": [round(b / bu - 1, 4) if bu else None for b, bu in zip(p.bits[n : n + 3],
                                                                                          p.budget[n : n + 3])],
-                "q_at_bound_after_cut": sum(1 for q in p.q[n:] if q <= 0.0 or q >= 63.0),
+                "q_at_bound_after_cut": sum(1 for q in p.q[n:] if q <= Q_MIN or q >= Q_MAX),
             }
             if label.startswith("cbr_"):
                 sim = simulate(p.bits, buffers[label[4:]], target, fps, 0.9)
                 entry["underflows"] = sim["underflows"]
-                entry["underflows_at_q0"] = sum(1 for i in sim["underflow_frames"] if p.q[i] <= 0.0)
+                entry["underflows_at_qmin"] = sum(1 for i in sim["underflow_frames"] if p.q[i] <= Q_MIN)
             cut[label] = entry
         summary["scene_cut"] = cut
     return summary, passes

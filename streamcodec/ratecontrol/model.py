@@ -4,12 +4,13 @@
 linear in q (log-linear interpolation between four anchors at q = 0, 21, 42, 63). The note's model
 ``ln R = a + b * ln(step)`` therefore becomes, in streamcodec's own knob,
 
-    ln R = a + b * q            (R in bits, q in [0, 63], b > 0: more q, more bits)
+    ln R = a + b * q            (R in bits, q in [-64, 96], b > 0: more q, more bits)
 
 Measured on the shipped evc-s weights (first frames of carphone, bikes, vtest and cockatoo at ~320x176, the
-entropy model's estimate at q = 0, 5, ..., 63): d ln R / d q = 0.013..0.020 and nearly constant over the whole
-range (the whole q range spans only ~2.5x in rate), so one straight line in (q, ln R) per frame fits to about
-1 %, with a slope that hardly depends on content. Hence:
+entropy model's estimate at q = 0, 5, ..., 63): d ln R / d q = 0.013..0.020 and nearly constant over the trained
+range (which spans only ~2.5x in rate), so one straight line in (q, ln R) per frame fits to about 1 %, with a
+slope that hardly depends on content. Below q = 0 (the extrapolated steps) the slope grows to about 0.025; the
+secant steps on each frame's own probes absorb that. Hence:
 
 * ``b`` (the slope) is shared by all frames and fitted online by exponentially-weighted least squares on the
   slopes seen *within* a frame (two probes of the same frame at different q: content cancels out);

@@ -70,6 +70,8 @@ class ModelController(RateController):
         slope: float = DEFAULT_SLOPE,
         retry_tol: float = 0.03,
         rescue_probes: int = 3,
+        q_min: float = Q_MIN,
+        q_max: float = Q_MAX,
         history: int | None = 0,
     ) -> None:
         super().__init__(fps, history)
@@ -77,12 +79,17 @@ class ModelController(RateController):
             raise ValueError("probe counts must be >= 0")
         if max_dq <= 0:
             raise ValueError("max_dq must be positive")
+        if not Q_MIN <= q_min < q_max <= Q_MAX:
+            raise ValueError(f"the q range must satisfy {Q_MIN:g} <= q_min < q_max <= {Q_MAX:g}, "
+                             f"got {q_min:g}..{q_max:g}")
+        #: the q range searched (default: the codec's whole extended range)
+        self.q_min, self.q_max = snap_q(q_min), snap_q(q_max)
         self.vbv = vbv
         self.max_probes = max_probes
         self.max_dq = max_dq
         self.cut_threshold = cut_threshold
         self.complexity_frames = max(1.0, complexity_window * self.fps)
-        self.start_q = snap_q(start_q)
+        self.start_q = snap_q(start_q, self.q_min, self.q_max)
         self.retry_tol = retry_tol
         self.rescue_probes = rescue_probes
         self.model = LogLinearRQ(slope=slope)
@@ -122,8 +129,8 @@ class ModelController(RateController):
 
     def _window(self, free: bool) -> tuple[float, float]:
         if free or self.q_prev is None:
-            return Q_MIN, Q_MAX
-        return max(Q_MIN, self.q_prev - self.max_dq), min(Q_MAX, self.q_prev + self.max_dq)
+            return self.q_min, self.q_max
+        return max(self.q_min, self.q_prev - self.max_dq), min(self.q_max, self.q_prev + self.max_dq)
 
     # -- the per-frame decision ------------------------------------------------------------------------------
     def choose(self, probe: Probe | None, frame_index: int) -> float:
@@ -178,9 +185,10 @@ class ModelController(RateController):
             if use_probe:
                 # past the clamp, probing until the estimate is within 0.2 % of 98 % of the cap
                 allowed = len(points) + self.rescue_probes
-                q, pred = secant_search(snapped, max(cap_est * 0.98, 1.0), m, points, Q_MIN, min(hi, q), allowed, 0.0)
+                q, pred = secant_search(snapped, max(cap_est * 0.98, 1.0), m, points, self.q_min, min(hi, q), allowed,
+                                        0.0)
             else:
-                q = snap_q(m.q_for(max(cap_est * 0.98, 1.0)), Q_MIN, q)
+                q = snap_q(m.q_for(max(cap_est * 0.98, 1.0)), self.q_min, q)
                 pred = m.rate(q)
 
         if points:
@@ -223,7 +231,8 @@ class ModelController(RateController):
             self.vbv.step(dec.real_bits, duration)
 
     def describe(self) -> dict:
-        out = {**super().describe(), "qcomp": self.qcomp, "max_probes": self.max_probes, "max_dq": self.max_dq}
+        out = {**super().describe(), "qcomp": self.qcomp, "max_probes": self.max_probes, "max_dq": self.max_dq,
+               "q_range": [self.q_min, self.q_max]}
         if self.vbv is not None:
             out["vbv"] = {"bufsize": self.vbv.bufsize, "maxrate": self.vbv.maxrate, "init": self.vbv.init}
         return out
@@ -249,8 +258,8 @@ class CRFController(ModelController):
         kwargs.setdefault("max_probes", 1)
         kwargs.setdefault("start_q", crf)
         super().__init__(fps, **kwargs)
-        if not Q_MIN <= crf <= Q_MAX:
-            raise ValueError(f"crf must lie in [{Q_MIN}, {Q_MAX}]")
+        if not self.q_min <= crf <= self.q_max:
+            raise ValueError(f"crf must lie in [{self.q_min:g}, {self.q_max:g}]")
         self.crf = snap_q(crf)
         self.strength = strength
         self.max_adjust = max_adjust
@@ -265,7 +274,7 @@ class CRFController(ModelController):
         return self.crf + max(-self.max_adjust, min(self.max_adjust, adj))
 
     def _window(self, free: bool) -> tuple[float, float]:
-        return Q_MIN, Q_MAX
+        return self.q_min, self.q_max
 
     def describe(self) -> dict:
         return {**super().describe(), "crf": self.crf, "strength": self.strength}
@@ -314,7 +323,7 @@ class CBRController(ModelController):
     an excess is spent at most ``max_spend`` faster than the channel), weighted a little by complexity
     (``qcomp``), then capped so that the trailing one-second window stays below ``1 + window_tol`` times the rate,
     and never below what keeps the buffer from overflowing. The VBV cap (see :class:`ModelController`) comes last:
-    a frame underflows only when even q = 0 does not fit."""
+    a frame underflows only when even the lowest q (``q_min``) does not fit."""
 
     mode = "cbr"
     qcomp = 0.4

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .base import RateController
+from .base import Q_MAX, Q_MIN, RateController
 from .modes import ABRController, CBRController, CQPController, CRFController
 from .vbv import VBV
 
@@ -71,6 +71,8 @@ def make_controller(
     bufsize: float | str | None = None,
     vbv_init: float = 0.9,
     probes: int = 2,
+    q_min: float = Q_MIN,
+    q_max: float = Q_MAX,
     history: int | None = 0,
 ) -> RateController:
     """The controller for ``mode`` (``cqp``, ``crf``, ``abr``, ``cbr``; None: :func:`infer_mode`).
@@ -79,7 +81,8 @@ def make_controller(
     ``bitrate`` is the abr/cbr target. ``maxrate`` and ``bufsize`` describe the VBV: cbr always has one
     (``maxrate`` defaults to ``bitrate``, ``bufsize`` to ``1s``); crf and abr get one (capped modes) when
     ``maxrate`` is given. ``vbv_init`` is the buffer's initial fullness (0..1), ``probes`` the entropy-model
-    rate probes per frame (0..2; crf uses at most 1 without a VBV), ``history`` how many per-frame decisions
+    rate probes per frame (0..2; crf uses at most 1 without a VBV), ``q_min``/``q_max`` the q range crf, abr
+    and cbr may use (default: the codec's extended range, -64..96), ``history`` how many per-frame decisions
     the controller keeps (None: all). Raises ValueError for settings that do not fit together.
     """
     mode = mode or infer_mode(crf, bitrate)
@@ -97,7 +100,7 @@ def make_controller(
         if rate is not None or peak is not None or bufsize is not None or crf is not None:
             raise ValueError("crf, bitrate, maxrate and bufsize need the crf, abr or cbr mode (cqp uses q)")
         return CQPController(q, fps, history=history)
-    common = {"max_probes": probes, "history": history}
+    common = {"max_probes": probes, "history": history, "q_min": q_min, "q_max": q_max}
     if mode == "cbr":
         rate = rate or peak
         if rate is None:
