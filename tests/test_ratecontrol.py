@@ -20,6 +20,7 @@ from streamcodec.ratecontrol import (
     CQPController,
     CRFController,
     LogLinearRQ,
+    TwoPassABRController,
     make_controller,
     parse_bitrate,
     parse_bufsize,
@@ -220,6 +221,29 @@ def test_abr_keeps_quality_steadier_than_constant_bits(seed: int) -> None:
 
     assert jitter(q_abr) < 0.4 * jitter(q_flat)
     assert statistics.pstdev(q_abr) < statistics.pstdev(q_flat)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_pass_abr_hits_the_rate_at_a_nearly_constant_q(seed: int) -> None:
+    # the first pass: every frame's estimate at one q; one-pass ABR must repay each complex scene around it
+    world = World(seed=seed, cuts=CUTS)
+    target = world.cqp_rate(32)
+    first_pass = [world.est(t, 32.0) for t in range(world.n)]
+    bits, _, q_two = drive(world, TwoPassABRController(target, FPS, first_pass))
+    assert abs(sum(bits) * FPS / len(bits) / target - 1) <= 0.005
+    _, _, q_one = drive(World(seed=seed, cuts=CUTS), ABRController(target, FPS))
+    assert statistics.pstdev(q_two) < 0.1 * statistics.pstdev(q_one)
+    assert max(abs(q - 32) for q in q_two) < 1.5  # the CQP whose rate is the target, without coding twice
+
+
+def test_two_pass_abr_needs_a_usable_first_pass() -> None:
+    with pytest.raises(ValueError):
+        TwoPassABRController(1e5, FPS, [])
+    with pytest.raises(ValueError):
+        TwoPassABRController(1e5, FPS, [100.0, 0.0])
+    assert isinstance(make_controller("abr", fps=25, bitrate="1M", first_pass=[1e4] * 3), TwoPassABRController)
+    with pytest.raises(ValueError, match="for abr"):
+        make_controller("cbr", fps=25, bitrate="1M", first_pass=[1e4] * 3)
 
 
 # -- CBR ---------------------------------------------------------------------------------------------------------
@@ -457,6 +481,44 @@ def test_explicit_q_overrides_the_controller_but_still_feeds_it(model, clip) -> 
     assert ctl.vbv.level == pytest.approx(0.9 * 60000 - 8 * len(packet.payload) + 60000 / fps)
 
 
+def test_encode_cli_two_pass_abr(tmp_path, capsys, model, clip) -> None:
+    import json
+
+    import torch
+
+    from streamcodec import bitstream
+    from streamcodec.cli import main
+    from streamcodec.codec.quality import index_to_q
+    from streamcodec.codec.stream import FrameEncoder, to_tensor
+
+    images, _ = clip
+    encoder = FrameEncoder(model, 96, 64, 32.0)
+    with torch.inference_mode():
+        direct = model.estimate_bits(model.analyse(to_tensor(images[3], "cpu")), 20.0)
+    assert encoder.estimate_bits(images[3], 20.0) == direct  # the first pass sees the controller's probe
+    with pytest.raises(ValueError, match="this stream is 96x64"):
+        encoder.estimate_bits(images[3][:32], 20.0)
+
+    qs, rates = {}, {}
+    for passes in ("one", "two"):
+        out = tmp_path / f"{passes}.scv"
+        extra = ["--two-pass"] if passes == "two" else []
+        rc = main(["encode", str(SAMPLE), str(out), "--frames", "20", "--scale", "96x64", "--bitrate", "30k",
+                   "--json", "--threads", "1", *extra])
+        assert rc == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert (summary["first_pass_seconds"] is not None) == (passes == "two")
+        with bitstream.open(str(out), "r") as reader:
+            packets = list(reader)
+        qs[passes] = [index_to_q(p.q_index) for p in packets]
+        rates[passes] = sum(8 * len(p.payload) for p in packets) * 12.5 / len(packets)
+    assert abs(rates["two"] / 30000 - 1) < 0.03
+    # the cars drive in: one pass lowers q as they come, two passes hold it
+    assert statistics.pstdev(qs["two"]) < 0.5 * statistics.pstdev(qs["one"])
+    assert main(["encode", str(SAMPLE), str(tmp_path / "x.scv"), "--frames", "2", "--crf", "30", "--two-pass"]) == 2
+    assert "--two-pass is for abr" in capsys.readouterr().err
+
+
 def test_encode_cli_with_cbr_writes_a_stream_at_the_rate(tmp_path, capsys) -> None:
     import json
 
@@ -510,6 +572,8 @@ def test_bench_rc_reports_every_figure_of_the_issue(tmp_path, capsys, clip) -> N
         assert abs(r["abr"]["bitrate"] / r["target_bps"] - 1 - r["abr"]["error"]) < 1e-9
         assert r["abr"]["convergence_cold"] <= 2 and r["abr"]["probes_per_frame"] <= 2
         assert r["abr"]["probe_ms_per_frame"] > 0 and r["abr"]["psnr_std_ratio_vs_cqp"] > 0
+        two = r["abr_2pass"]
+        assert abs(two["error"]) < 0.1 and two["psnr_std_ratio_vs_cqp"] > 0 and two["first_pass_probe_ms_per_frame"] > 0
         for buffer in ("cbr_1s", "cbr_3f"):
             entry = r[buffer]
             assert entry["underflows"] == 0 and entry["overflows"] >= 0

@@ -40,11 +40,11 @@ def _fmt(v: object, spec: str = "") -> str:
 
 
 def _print_table(results: list[dict]) -> None:
-    head = ("clip", "frames", "kb/s", "reach kb/s", "ABR err", "CBR1s u/o", "CBR1s win", "CBR3f u/o", "CBR3f win",
-            "conv cold a/1s/3f", "conv cut a/1s/3f/m", "PSNR std A/C", "probe ms", "probes")
+    head = ("clip", "frames", "kb/s", "reach kb/s", "ABR err", "2-pass err", "CBR1s u/o", "CBR1s win", "CBR3f u/o",
+            "CBR3f win", "conv cold a/1s/3f", "conv cut a/1s/3f/m", "PSNR std A/2p/C", "probe ms", "probes")
     rows = []
     for r in results:
-        c1, c3, a = r["cbr_1s"], r["cbr_3f"], r["abr"]
+        c1, c3, a, a2 = r["cbr_1s"], r["cbr_3f"], r["abr"], r["abr_2pass"]
         cut = r.get("scene_cut", {})
         cc = "/".join(_fmt(cut.get(k, {}).get("convergence_cut")) for k in ("abr", "cbr_1s", "cbr_3f",
                                                                               "abr_model_only"))
@@ -54,13 +54,14 @@ def _print_table(results: list[dict]) -> None:
             f"{r['target_bps'] / 1e3:.1f}",
             "{:.0f}..{:.0f}".format(*(v / 1e3 for v in r["reachable_bps"])),
             f"{100 * a['error']:+.2f}%",
+            f"{100 * a2['error']:+.2f}%",
             f"{c1['underflows']}({c1['underflows_at_qmin']})/{c1['overflows']}",
             "{:+.1f}..{:+.1f}%".format(*(100 * (w - 1) for w in c1["window_1s"])),
             f"{c3['underflows']}({c3['underflows_at_qmin']})/{c3['overflows']}",
             "{:+.1f}..{:+.1f}%".format(*(100 * (w - 1) for w in c3["window_1s"])),
             "/".join(_fmt(x.get("convergence_cold")) for x in (a, c1, c3)),
             cc if cut else "-",
-            f"{_fmt(a.get('psnr_std_ratio_vs_cqp'), '.2f')}",
+            f"{_fmt(a.get('psnr_std_ratio_vs_cqp'), '.2f')}/{_fmt(a2.get('psnr_std_ratio_vs_cqp'), '.2f')}",
             f"{a['probe_ms_per_frame']:.0f}",
             f"{a['probes_per_frame']:.2f}",
         ))
@@ -72,7 +73,7 @@ def _print_table(results: list[dict]) -> None:
           "fits every frame only inside it); u(qmin)/o: VBV underflows (of them at the lowest q, i.e. not avoidable "
           "by q)/overflows; win: range "
           "of sliding 1-s windows vs target; conv: frames until 5 in a row within ±10% of budget (a=ABR, 1s/3f=CBR, "
-          "m=ABR without probes); PSNR std A/C: ABR ÷ CQP at the same rate;"
+          "m=ABR without probes); PSNR std A/2p/C: one-pass and two-pass ABR ÷ CQP at the same rate;"
           " probe ms: rate-probe time per frame (ABR); * = clip extended ping-pong")
 
 

@@ -30,6 +30,7 @@ from ..codec.masked import MaskedEVC
 from ..codec.quality import Q_HIGHEST, Q_LOWEST, QP_MAX, check_quality
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
+from ..io import open_source as open_frames
 from ..pipeline import EncodeStage, Item, Pipeline, PipelineError, PipelineStats, open_packet_sink, open_source
 from .common import add_model_options, configure_threads, parse_size, print_json
 from .rc_options import add_rc_options, controller_from_args, rc_mode
@@ -141,9 +142,21 @@ def run_async(coroutine: Any, command: str) -> int:
         logger.setLevel(level)
 
 
+def _first_pass(args: argparse.Namespace, encoder: FrameEncoder) -> list[float]:
+    """Every frame's bit estimate at ``--qp`` (analysis and one rate probe; nothing is coded)."""
+    options = input_options(args) or None
+    with open_frames(args.input, frames=args.frames, scale=args.scale, options=options, format=args.format) as src:
+        estimates = [encoder.estimate_bits(frame.image, args.qp) for frame in src]
+    if not estimates:
+        raise ValueError(f"{args.input}: no frames for the first pass")
+    return estimates
+
+
 async def _encode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     check_quality(args.qp, "--qp")
+    if args.two_pass and rc_mode(args) != "abr":
+        raise ValueError("--two-pass is for abr (give a --bitrate)")
     device = resolve_device(args.device)
     model = await asyncio.to_thread(load_model, args.model, device, args.weights)  # before a live input opens
     if args.threads != 1:
@@ -158,17 +171,25 @@ async def _encode(args: argparse.Namespace) -> int:
         format=args.format, open_timeout=args.open_timeout, read_timeout=args.read_timeout, **live_options,
     )  # fmt: skip
     sinks = []
+    first_pass_seconds = None
     try:
         await source.open()
+        live = source.live if args.live is None else args.live
         controller = controller_from_args(args, source.fps)
         rdo = args.rdo
         if rdo is None:
-            live = source.live if args.live is None else args.live
             rdo = 0 if live or not isinstance(model, MaskedEVC) else 1
         encoder = FrameEncoder(
             model, source.width, source.height, args.qp, source.time_base, source.fps, args.substreams, controller,
             rdo,
         )  # fmt: skip
+        if args.two_pass:
+            if live:
+                raise ValueError("--two-pass needs a file input: a live source cannot be read twice")
+            start = time.perf_counter()
+            first_pass = await asyncio.to_thread(_first_pass, args, encoder)
+            first_pass_seconds = time.perf_counter() - start
+            encoder.controller = controller_from_args(args, source.fps, first_pass)
         for output in [args.output, *args.tee]:
             options = tcp_options(args) if output.startswith("tcp://") else {}
             sinks.append(open_packet_sink(output, encoder.header, **options))
@@ -201,6 +222,7 @@ async def _encode(args: argparse.Namespace) -> int:
         "model": model.name,
         "qp": args.qp,
         "rc": rc_mode(args),
+        "first_pass_seconds": first_pass_seconds,
         "rdo": encoder.rdo if isinstance(model, MaskedEVC) else None,
         "frames": frames,
         "width": encoder.width,

@@ -1,5 +1,5 @@
 """Rate-control options shared by the commands that encode: ``--rc``, ``--crf``, ``--bitrate``, ``--maxrate``,
-``--bufsize``, ``--vbv-init``, ``--rc-probes``, ``--qmin``/``--qmax``; and the controller they describe
+``--bufsize``, ``--vbv-init``, ``--rc-probes``, ``--qmin``/``--qmax``, ``--two-pass``; and the controller they describe
 (:func:`streamcodec.ratecontrol.make_controller`).
 
 ``--qp`` (defined by each command) stays the constant quality of ``--rc cqp`` and is the starting guess of the
@@ -9,6 +9,7 @@ other modes. Without ``--rc`` the mode follows the options: ``--crf`` means crf,
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from fractions import Fraction
 
 from ..ratecontrol import MODES, RateController, infer_mode, make_controller, parse_bitrate
@@ -41,6 +42,9 @@ def add_rc_options(parser: argparse.ArgumentParser) -> None:
                    help=f"lowest q crf/abr/cbr may use (default {Q_MIN:g}; below 0 the quantisation step is "
                         "extrapolated past the coarsest trained one; 0 keeps to the trained range)")
     g.add_argument("--qmax", type=float, default=Q_MAX, help=f"highest q crf/abr/cbr may use (default {Q_MAX:g})")
+    g.add_argument("--two-pass", action="store_true",
+                   help="abr on a file: a first pass estimates every frame's bits (analysis and one rate probe, no "
+                        "coding), the second spreads the bitrate by them (near-constant quality)")
 
 
 def rc_mode(args: argparse.Namespace) -> str:
@@ -48,15 +52,18 @@ def rc_mode(args: argparse.Namespace) -> str:
     return getattr(args, "rc", None) or infer_mode(getattr(args, "crf", None), getattr(args, "bitrate", None))
 
 
-def controller_from_args(args: argparse.Namespace, fps: float | Fraction | None) -> RateController | None:
-    """The controller the options describe, or None for cqp (the encoder's constant ``--qp``).
+def controller_from_args(
+    args: argparse.Namespace, fps: float | Fraction | None, first_pass: Sequence[float] | None = None
+) -> RateController | None:
+    """The controller the options describe, or None for cqp (the encoder's constant ``--qp``); ``first_pass``
+    (every frame's bit estimate) makes two-pass ABR.
 
     Raises ValueError for inconsistent options (a bitrate without a rate mode, cbr without a bitrate, ...)."""
     qp = getattr(args, "qp", None)
     controller = make_controller(
         rc_mode(args), fps=fps or 25, q=32.0 if qp is None else qp, crf=args.crf, bitrate=args.bitrate,
         maxrate=args.maxrate, bufsize=args.bufsize, vbv_init=args.vbv_init, probes=args.rc_probes,
-        q_min=getattr(args, "qmin", Q_MIN), q_max=getattr(args, "qmax", Q_MAX),
+        q_min=getattr(args, "qmin", Q_MIN), q_max=getattr(args, "qmax", Q_MAX), first_pass=first_pass,
     )  # fmt: skip
     return None if controller.mode == "cqp" else controller
 

@@ -7,6 +7,7 @@ other weights and names the frame whose latents desynchronised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -89,21 +90,12 @@ class FrameEncoder:
         """Code one frame at quality ``q`` into a KEY packet (KEY_MASKED for a block-masked model's frame that
         uses coarse levels): an explicit ``q`` wins, else the rate controller chooses (probing the entropy
         model's estimate at candidate qs, with the zero-pass mask), else the encoder's default q."""
-        x = to_tensor(image, self.device)
-        if tuple(x.shape[-2:]) != (self.height, self.width):
-            raise ValueError(
-                f"frame is {x.shape[-1]}x{x.shape[-2]}, but this stream is {self.width}x{self.height}"
-            )
+        x = self._tensor(image)
         features = None
-        masked = isinstance(self.model, MaskedEVC)
-        options = {"rdo": self.rdo} if masked else {}
+        options = {"rdo": self.rdo} if isinstance(self.model, MaskedEVC) else {}
         if self.controller is not None and q is None:
-            with torch.inference_mode():
-                features = self.model.analyse(x)
-            probe_options = {"mask": self.model.variance_mask(x)[0]} if masked else {}
-            q = self.controller.choose(
-                lambda qq: self.model.estimate_bits(features, qq, self.substreams, **probe_options), self.frame_index
-            )
+            features, probe = self._prober(x)
+            q = self.controller.choose(probe, self.frame_index)
         frame, x_hat = self.model.compress(
             x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct,
             **options,
@@ -113,6 +105,27 @@ class FrameEncoder:
         self.frame_index += 1
         kind = PacketType.KEY_MASKED if isinstance(frame, MaskedFrame) else PacketType.KEY
         return Packet(kind, pts, frame.q_index, frame.payload), frame, x_hat
+
+    def estimate_bits(self, image: np.ndarray | torch.Tensor, q: float) -> float:
+        """The entropy model's estimate of a frame's payload bits at quality ``q``, as the rate controller's
+        probe sees it (e.g. a two-pass encode's first pass); nothing is coded."""
+        return self._prober(self._tensor(image))[1](q)
+
+    def _tensor(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = to_tensor(image, self.device)
+        if tuple(x.shape[-2:]) != (self.height, self.width):
+            raise ValueError(
+                f"frame is {x.shape[-1]}x{x.shape[-2]}, but this stream is {self.width}x{self.height}"
+            )
+        return x
+
+    def _prober(self, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[float], float]]:
+        """The analysis features of ``x`` and its rate probe ``q -> estimated bits`` (with the zero-pass mask
+        for a block-masked model)."""
+        with torch.inference_mode():
+            features = self.model.analyse(x)
+        options = {"mask": self.model.variance_mask(x)[0]} if isinstance(self.model, MaskedEVC) else {}
+        return features, lambda q: self.model.estimate_bits(features, q, self.substreams, **options)
 
 
 class FrameDecoder:

@@ -1,4 +1,4 @@
-"""Per-frame rate control for streamcodec: CQP, CRF, ABR and CBR with a leaky-bucket VBV.
+"""Per-frame rate control for streamcodec: CQP, CRF, ABR (one or two passes) and CBR with a leaky-bucket VBV.
 
 Pure Python (no torch, no I/O). A controller implements :class:`~streamcodec.ratecontrol.base.RateController`:
 ``choose(probe, frame_index) -> q`` with ``probe(q) -> estimated bits`` of the current frame, then
@@ -8,7 +8,14 @@ Pure Python (no torch, no I/O). A controller implements :class:`~streamcodec.rat
 
 from .base import Decision, Probe, RateController, snap_q
 from .model import DEFAULT_SLOPE, LogLinearRQ, secant_search
-from .modes import ABRController, CBRController, CQPController, CRFController, ModelController
+from .modes import (
+    ABRController,
+    CBRController,
+    CQPController,
+    CRFController,
+    ModelController,
+    TwoPassABRController,
+)
 from .settings import MODES, infer_mode, make_controller, parse_bitrate, parse_bufsize
 from .vbv import VBV, simulate
 
@@ -24,6 +31,7 @@ __all__ = [
     "ModelController",
     "Probe",
     "RateController",
+    "TwoPassABRController",
     "VBV",
     "infer_mode",
     "make_controller",

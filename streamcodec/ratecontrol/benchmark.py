@@ -5,7 +5,8 @@ target rate:
 
 * **CQP** at the q whose rate matches the target (for a ``qNN`` target: q = NN, and the target *is* the rate
   CQP achieved), with per-frame PSNR: the quality-stability reference at the same mean rate;
-* **ABR** at the target: achieved / target, per-frame PSNR std-dev and max |ΔPSNR| against CQP's;
+* **ABR** at the target, one pass (live) and two passes (offline: a first pass of one rate probe per frame):
+  achieved / target, per-frame PSNR std-dev and max |ΔPSNR| against CQP's;
 * **CBR** at the target with bufsize = 1 s and = 3 frames: VBV underflows/overflows (:mod:`.vbv`, the
   controller's own buffer and an independent re-simulation of the real sizes), the sliding 1-s window
   range of bits/s ÷ target;
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .base import Q_MAX, Q_MIN, RateController
-from .modes import ABRController, CBRController, CQPController
+from .modes import ABRController, CBRController, CQPController, TwoPassABRController
 from .settings import parse_bitrate
 from .vbv import simulate
 
@@ -204,6 +205,14 @@ def rate_for_q(model: Any, clip: Clip, target: float, step: int = 10, substreams
     return round((lo + hi) / 2, 3)
 
 
+def first_pass_estimates(model: Any, clip: Clip, q: float = 32.0, substreams: int | None = None) -> list[float]:
+    """Every frame's entropy estimate at ``q``: the first pass of two-pass ABR (on the cached features)."""
+    from ..codec.evc import DEFAULT_SUBSTREAMS
+
+    subs = substreams or DEFAULT_SUBSTREAMS
+    return [model.estimate_bits(f, q, subs) for f in clip.features]
+
+
 def reachable_rates(model: Any, clip: Clip, step: int = 3, substreams: int | None = None) -> tuple[float, float]:
     """(max over frames of the rate at the lowest q, min over frames of the rate at the highest), in bit/s, from
     the entropy estimate of every ``step``-th frame, over the controllers' whole (extended) q range. When the
@@ -265,6 +274,12 @@ def bench_clip(model: Any, clip: Clip, target_spec: str, next_clip: Clip | None 
     r = target / fps
     say(f"{clip.name} {target_spec}: ABR at {target / 1e3:.1f} kb/s")
     passes["abr"] = encode_pass(model, clip, ABRController(target, fps, history=8), "abr", psnr=True)
+    say(f"{clip.name} {target_spec}: two-pass ABR")
+    start = time.perf_counter()
+    first_pass = first_pass_estimates(model, clip)
+    first_pass_seconds = time.perf_counter() - start
+    passes["abr_2pass"] = encode_pass(model, clip, TwoPassABRController(target, fps, first_pass, history=8),
+                                      "abr_2pass", psnr=True)
     buffers = {"1s": target, "3f": 3 * r}
     for name, size in buffers.items():
         say(f"{clip.name} {target_spec}: CBR bufsize {name}")
@@ -307,6 +322,9 @@ def bench_clip(model: Any, clip: Clip, target_spec: str, next_clip: Clip | None 
             entry["psnr_std_ratio_vs_cqp"] = entry["psnr"]["std"] / cqp_psnr["std"]
         if label != "cqp":
             entry["convergence_cold"] = convergence(p.bits, p.budget)
+        if label == "abr_2pass":
+            # the first pass over cached features: one probe a frame (a real first pass also runs the analysis)
+            entry["first_pass_probe_ms_per_frame"] = 1e3 * first_pass_seconds / n
         if label.startswith("cbr_"):
             size = buffers[label[4:]]
             sim = simulate(p.bits, size, target, fps, 0.9)
@@ -370,7 +388,7 @@ def plot_clip(summary: dict[str, Any], passes: dict[str, PassResult], path: str 
     fig, axes = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
     target_frame = summary["target_bps"] / summary["fps"]
     ax = axes[0]
-    for label in ("cqp", "abr", "cbr_1s", "cbr_3f"):
+    for label in ("cqp", "abr", "abr_2pass", "cbr_1s", "cbr_3f"):
         ax.plot(passes[label].bits, label=label, lw=0.8)
     ax.axhline(target_frame, color="k", ls="--", lw=0.8, label="target/fps")
     ax.set_ylabel("bits per frame")
@@ -384,7 +402,7 @@ def plot_clip(summary: dict[str, Any], passes: dict[str, PassResult], path: str 
     ax.set_ylabel("vs budget")
     ax.legend(fontsize=8)
     ax = axes[2]
-    for label in ("cqp", "abr", "cbr_1s", "cbr_3f"):
+    for label in ("cqp", "abr", "abr_2pass", "cbr_1s", "cbr_3f"):
         ax.plot(passes[label].q, label=label, lw=0.8)
     ax.set_ylabel("q")
     ax.legend(fontsize=8)
@@ -415,5 +433,6 @@ def clip_paths(folder: str | Path) -> list[Path]:
     return paths
 
 
-__all__ = ["Clip", "PassResult", "bench_clip", "clip_paths", "convergence", "encode_pass", "load_clip", "parse_target",
+__all__ = ["Clip", "PassResult", "bench_clip", "clip_paths", "convergence", "encode_pass", "first_pass_estimates",
+           "load_clip", "parse_target",
            "pick_cut_partner", "plot_clip", "psnr_stats", "rate_for_q", "reachable_rates", "window_range"]

@@ -9,10 +9,11 @@ Rates are bits per second (numbers, or text such as ``2M``, ``500k``, ``1.5Mbps`
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
 from .base import Q_MAX, Q_MIN, RateController
-from .modes import ABRController, CBRController, CQPController, CRFController
+from .modes import ABRController, CBRController, CQPController, CRFController, TwoPassABRController
 from .vbv import VBV
 
 MODES = ("cqp", "crf", "abr", "cbr")
@@ -73,6 +74,7 @@ def make_controller(
     probes: int = 2,
     q_min: float = Q_MIN,
     q_max: float = Q_MAX,
+    first_pass: Sequence[float] | None = None,
     history: int | None = 0,
 ) -> RateController:
     """The controller for ``mode`` (``cqp``, ``crf``, ``abr``, ``cbr``; None: :func:`infer_mode`).
@@ -82,8 +84,9 @@ def make_controller(
     (``maxrate`` defaults to ``bitrate``, ``bufsize`` to ``1s``); crf and abr get one (capped modes) when
     ``maxrate`` is given. ``vbv_init`` is the buffer's initial fullness (0..1), ``probes`` the entropy-model
     rate probes per frame (0..2; crf uses at most 1 without a VBV), ``q_min``/``q_max`` the q range crf, abr
-    and cbr may use (default: the codec's extended range, -64..96), ``history`` how many per-frame decisions
-    the controller keeps (None: all). Raises ValueError for settings that do not fit together.
+    and cbr may use (default: the codec's extended range, -64..96), ``first_pass`` (abr only) every frame's
+    bit estimate from a first pass, for two-pass ABR (:class:`TwoPassABRController`), ``history`` how many
+    per-frame decisions the controller keeps (None: all). Raises ValueError for settings that do not fit together.
     """
     mode = mode or infer_mode(crf, bitrate)
     if mode not in MODES:
@@ -94,6 +97,8 @@ def make_controller(
         raise ValueError(f"VBV initial fullness must lie in [0, 1], got {vbv_init}")
     if probes not in (0, 1, 2):
         raise ValueError(f"probes must be 0, 1 or 2, got {probes}")
+    if first_pass is not None and mode != "abr":
+        raise ValueError(f"a first pass (two-pass encoding) is for abr, not {mode}")
     rate = None if bitrate is None else parse_bitrate(bitrate)
     peak = None if maxrate is None else parse_bitrate(maxrate)
     if mode == "cqp":
@@ -122,6 +127,8 @@ def make_controller(
         return CRFController(crf, fps, vbv=vbv, **common)
     if rate is None:
         raise ValueError("abr needs a bitrate")
+    if first_pass is not None:
+        return TwoPassABRController(rate, fps, first_pass, vbv=vbv, start_q=q, **common)
     return ABRController(rate, fps, vbv=vbv, start_q=q, **common)
 
 
