@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streamcodec.bitstream.format import PACKET_HEADER_SIZE
 from streamcodec.codec.quality import q_to_index
 from streamcodec.ratecontrol import (
     VBV,
@@ -446,7 +447,7 @@ def test_end_to_end_abr_with_the_real_model(model, clip, reachable_target) -> No
     target = reachable_target
     abr = ABRController(target, fps, start_q=20, history=None)
     packets = _encode(model, images, abr)
-    bits = [8 * len(p.payload) for p in packets]
+    bits = [8 * (PACKET_HEADER_SIZE + len(p.payload)) for p in packets]
     # the 2 % bar is for >= 300 frames (bench-rc); 60 frames of a ramp leave some debt at the end
     assert abs(sum(bits) * fps / len(bits) / target - 1) <= 0.04
     # the stream stores the q the controller chose, and the controller saw the real sizes
@@ -463,7 +464,7 @@ def test_end_to_end_cbr_never_underflows_with_the_real_model(model, clip, reacha
     target = reachable_target
     size = 3 * target / fps
     cbr = CBRController(target, fps, size, init=0.5)
-    bits = [8 * len(p.payload) for p in _encode(model, images, cbr)]
+    bits = [8 * (PACKET_HEADER_SIZE + len(p.payload)) for p in _encode(model, images, cbr)]
     sim = simulate(bits, size, target, fps, 0.5)
     assert sim["underflows"] == 0 and cbr.vbv.underflows == 0
     assert cbr.vbv.level == pytest.approx(sim["level_after"][-1])
@@ -478,7 +479,7 @@ def test_explicit_q_overrides_the_controller_but_still_feeds_it(model, clip) -> 
     enc = FrameEncoder(model, 96, 64, 32.0, controller=ctl)
     packet, _, _ = enc.encode(images[0], 0, q=10.0)
     assert packet.q_index == q_to_index(10.0) and ctl.frames == 1
-    assert ctl.vbv.level == pytest.approx(0.9 * 60000 - 8 * len(packet.payload) + 60000 / fps)
+    assert ctl.vbv.level == pytest.approx(0.9 * 60000 - 8 * (PACKET_HEADER_SIZE + len(packet.payload)) + 60000 / fps)
 
 
 def test_encode_cli_two_pass_abr(tmp_path, capsys, model, clip) -> None:
@@ -511,7 +512,7 @@ def test_encode_cli_two_pass_abr(tmp_path, capsys, model, clip) -> None:
         with bitstream.open(str(out), "r") as reader:
             packets = list(reader)
         qs[passes] = [index_to_q(p.q_index) for p in packets]
-        rates[passes] = sum(8 * len(p.payload) for p in packets) * 12.5 / len(packets)
+        rates[passes] = sum(8 * (PACKET_HEADER_SIZE + len(p.payload)) for p in packets) * 12.5 / len(packets)
     assert abs(rates["two"] / 30000 - 1) < 0.03
     # the cars drive in: one pass lowers q as they come, two passes hold it
     assert statistics.pstdev(qs["two"]) < 0.5 * statistics.pstdev(qs["one"])
@@ -535,7 +536,7 @@ def test_encode_cli_with_cbr_writes_a_stream_at_the_rate(tmp_path, capsys) -> No
         packets = list(reader)
     qs = {p.q_index for p in packets}
     assert len(qs) > 1  # the controller moved q
-    bits = [8 * len(p.payload) for p in packets]
+    bits = [8 * (PACKET_HEADER_SIZE + len(p.payload)) for p in packets]
     assert simulate(bits, 3 * 36000 / 12.5, 36000, 12.5)["underflows"] == 0
     assert abs(sum(bits) * 12.5 / len(bits) / 36000 - 1) < 0.05
 

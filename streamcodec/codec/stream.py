@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..bitstream import Packet, PacketType, StreamHeader
+from ..bitstream.format import PACKET_HEADER_SIZE
 from ..errors import CorruptStreamError, DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
 from .coder import CODER_ID
 from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame
@@ -101,7 +102,8 @@ class FrameEncoder:
             **options,
         )  # fmt: skip
         if self.controller is not None:
-            self.controller.update(index_to_q(frame.q_index), 8 * len(frame.payload))
+            # the packet's bits, header included: what the file or the link carries
+            self.controller.update(index_to_q(frame.q_index), 8 * (PACKET_HEADER_SIZE + len(frame.payload)))
         self.frame_index += 1
         kind = PacketType.KEY_MASKED if isinstance(frame, MaskedFrame) else PacketType.KEY
         return Packet(kind, pts, frame.q_index, frame.payload), frame, x_hat

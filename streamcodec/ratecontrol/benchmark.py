@@ -16,7 +16,7 @@ target rate:
   (no probes), to show what the probes buy;
 * the time the rate probes take per frame.
 
-Every frame is really entropy-coded (the sizes are ``8 * len(payload)``, not estimates). Measurement only:
+Every frame is really entropy-coded (the sizes are the packets', header included, not estimates). Measurement only:
 no I/O except reading the clips; the CLI (``streamcodec bench-rc``) prints and plots.
 """
 
@@ -115,6 +115,7 @@ def encode_pass(model: Any, clip: Clip, controller: RateController, label: str, 
     features, compress, report the real size), timing the probes."""
     import torch
 
+    from ..bitstream.format import PACKET_HEADER_SIZE
     from ..codec.evc import DEFAULT_SUBSTREAMS
     from ..codec.quality import index_to_q
     from ..codec.stream import to_image, to_tensor
@@ -139,7 +140,7 @@ def encode_pass(model: Any, clip: Clip, controller: RateController, label: str, 
         frame, x_hat = model.compress(x, q, substreams=substreams, features=features, reconstruct=psnr)
         sync()
         res.code_seconds += time.perf_counter() - t0
-        bits = 8 * len(frame.payload)
+        bits = 8 * (PACKET_HEADER_SIZE + len(frame.payload))
         controller.update(index_to_q(frame.q_index), bits)
         dec = controller.last
         res.q.append(index_to_q(frame.q_index))
@@ -196,13 +197,20 @@ def rate_for_q(model: Any, clip: Clip, target: float, step: int = 10, substreams
     subs = substreams or DEFAULT_SUBSTREAMS
 
     def rate(q: float) -> float:
-        return statistics.fmean(model.estimate_bits(f, q, subs) for f in feats) * clip.fps
+        return statistics.fmean(packet_estimate(model, f, q, subs) for f in feats) * clip.fps
 
     lo, hi = Q_MIN, Q_MAX
     for _ in range(11):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if rate(mid) < target else (lo, mid)
     return round((lo + hi) / 2, 3)
+
+
+def packet_estimate(model: Any, features: Any, q: float, substreams: int) -> float:
+    """The estimated bits of a frame's packet at q: the entropy model's payload estimate plus the packet header."""
+    from ..bitstream.format import PACKET_HEADER_SIZE
+
+    return model.estimate_bits(features, q, substreams) + 8 * PACKET_HEADER_SIZE
 
 
 def first_pass_estimates(model: Any, clip: Clip, q: float = 32.0, substreams: int | None = None) -> list[float]:
@@ -221,8 +229,8 @@ def reachable_rates(model: Any, clip: Clip, step: int = 3, substreams: int | Non
 
     subs = substreams or DEFAULT_SUBSTREAMS
     feats = clip.features[::step]
-    lo = max(model.estimate_bits(f, Q_MIN, subs) for f in feats) * clip.fps
-    hi = min(model.estimate_bits(f, Q_MAX, subs) for f in feats) * clip.fps
+    lo = max(packet_estimate(model, f, Q_MIN, subs) for f in feats) * clip.fps
+    hi = min(packet_estimate(model, f, Q_MAX, subs) for f in feats) * clip.fps
     return lo, hi
 
 
@@ -434,5 +442,5 @@ def clip_paths(folder: str | Path) -> list[Path]:
 
 
 __all__ = ["Clip", "PassResult", "bench_clip", "clip_paths", "convergence", "encode_pass", "first_pass_estimates",
-           "load_clip", "parse_target",
+           "load_clip", "packet_estimate", "parse_target",
            "pick_cut_partner", "plot_clip", "psnr_stats", "rate_for_q", "reachable_rates", "window_range"]
