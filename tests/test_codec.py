@@ -151,3 +151,23 @@ def test_payload_at_another_size_stops_at_the_hyper_latent(model: EVC, photo: np
     monkeypatch.setattr(model, "_exact_prior", no_prior)
     with pytest.raises(CorruptStreamError, match="hyper-latent"):
         model.decompress(frame.payload, 1024, 1024, frame.q_index)
+
+
+def test_bf16_transforms_keep_streams_decodable_everywhere(model: EVC, photo: np.ndarray) -> None:
+    # the transforms' precision moves only pixels: the entropy path is exact, so either side may use either
+    fast = streamcodec.load_model("evc-s", device="cpu", precision="bf16")
+    assert next(fast.analysis.parameters()).dtype == torch.bfloat16 and fast.transform_dtype == torch.bfloat16
+    h, w = photo.shape[:2]
+    x = to_tensor(photo, "cpu")
+    frame, x_hat = fast.compress(x, 32, reconstruct=True)
+    assert torch.equal(fast.decompress(frame.payload, h, w, frame.q_index), x_hat)  # its own decoder: exact
+    by_fp32 = model.decompress(frame.payload, h, w, frame.q_index)  # no desync, pixels within bf16 rounding
+
+    def psnr(a: torch.Tensor) -> float:
+        return float(10 * torch.log10(1 / ((a - x) ** 2).mean()))
+
+    assert abs(psnr(by_fp32) - psnr(x_hat)) < 0.1 and 0 < float((by_fp32 - x_hat).abs().max()) < 0.1
+    reference, _ = model.compress(x, 32)
+    assert abs(len(frame.payload) / len(reference.payload) - 1) < 0.05  # bf16 analysis: nearly the same latents
+    with pytest.raises(ValueError, match="precision must be one of"):
+        streamcodec.load_model("evc-s", precision="int4")

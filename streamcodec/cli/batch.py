@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input_dir", type=Path, help="folder of video files")
     p.add_argument("output_dir", type=Path, help="folder for the .scv streams (made if missing)")
-    add_model_options(p)
+    add_model_options(p, precision=False)
     p.add_argument("--qp", type=float, default=32,
                    help=f"quality 0..{QP_MAX} (trained range; {Q_LOWEST:g}..{Q_HIGHEST:g} extrapolated), higher is "
                         "better (default 32)")

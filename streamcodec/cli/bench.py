@@ -39,7 +39,7 @@ def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    model = load_model(args.model, resolve_device(args.device), args.weights)
+    model = load_model(args.model, resolve_device(args.device), args.weights, args.precision)
     model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
     image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
     result = run_benchmark(model, image, frames=args.frames, qp=args.qp, rdo=args.rdo)

@@ -80,7 +80,7 @@ def _print_table(results: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     device = resolve_device(args.device)
-    model = load_model(args.model, device, args.weights)
+    model = load_model(args.model, device, args.weights, args.precision)
     paths = clip_paths(args.clips)
     if args.select:
         keys = [k.strip() for k in args.select.split(",") if k.strip()]

@@ -10,12 +10,21 @@ from typing import Any
 
 import torch
 
+from ..codec.registry import PRECISIONS
 
-def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "evc-s") -> None:
+
+def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "evc-s", precision: bool = True) -> None:
     p.add_argument("--model", default=default_model, help="model name (see `streamcodec info --models`)")
     p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped ones")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch and entropy coding")
+    if precision:
+        add_precision_option(p)
+
+
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                   help="dtype of the analysis and synthesis transforms (the entropy path stays exact; default fp32)")
 
 
 def configure_threads(threads: int | None) -> None:

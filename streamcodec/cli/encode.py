@@ -158,7 +158,8 @@ async def _encode(args: argparse.Namespace) -> int:
     if args.two_pass and rc_mode(args) != "abr":
         raise ValueError("--two-pass is for abr (give a --bitrate)")
     device = resolve_device(args.device)
-    model = await asyncio.to_thread(load_model, args.model, device, args.weights)  # before a live input opens
+    # the model before a live input opens
+    model = await asyncio.to_thread(load_model, args.model, device, args.weights, args.precision)
     if args.threads != 1:
         model.executor = ThreadPoolExecutor(max(2, min(args.substreams, args.threads or 4)))
     live_options: dict[str, Any] = {"realtime": args.realtime}

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import configure_threads, print_json
+from .common import add_precision_option, configure_threads, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--plot", type=Path, help="write an RD plot here (png/pdf/svg)")
     p.add_argument("--device", default="auto")
+    add_precision_option(p)
     p.add_argument("--threads", type=int)
     p.add_argument("--per-image", action="store_true", help="also list every (codec, setting, image) point")
     p.add_argument("--json", action="store_true")
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     passes = sorted({int(r) for r in args.rdo.split(",")})
     if not set(passes) <= {0, 1, 2}:
         raise ValueError(f"--rdo takes passes 0, 1 and 2, not {args.rdo!r}")
-    models = [load_model(m, device, w) for m, w in zip(args.model, args.weights or [None] * len(args.model))]
+    weights = args.weights or [None] * len(args.model)
+    models = [load_model(m, device, w, args.precision) for m, w in zip(args.model, weights)]
     codecs: list[Any] = [
         NeuralCodec(model, qps, rdo) for model in models for rdo in (passes if isinstance(model, MaskedEVC) else [0])
     ]

@@ -105,6 +105,8 @@ class EVC(nn.Module):
         self.q_basic = nn.Parameter(torch.ones(1, n, 1, 1))
         self.log_q_anchors = nn.Parameter(torch.log(torch.tensor([1.6, 0.9, 0.5, 0.28])))
         self.executor: Executor | None = None
+        #: dtype of the analysis and synthesis transforms at inference (:meth:`set_transform_dtype`)
+        self.transform_dtype = torch.float32
         #: Set by :func:`~streamcodec.codec.registry.load_model`: registry name, FourCC, weights identity.
         self.name = ""
         self.codec_id = ""
@@ -185,9 +187,24 @@ class EVC(nn.Module):
         self.__dict__.pop("_exact_prior_cache", None)
         return super().load_state_dict(*args, **kwargs)
 
+    def set_transform_dtype(self, dtype: torch.dtype) -> None:
+        """Run the analysis and synthesis transforms in ``dtype`` (float32, bfloat16 or float16) at inference.
+        Their inputs and outputs stay float32, and the entropy-parameter path stays exact (:mod:`.exact`), so
+        streams decode the same way whatever precision either side used; only the pixels move (the README's
+        Speed section gives the RD cost)."""
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"transforms run in float32, bfloat16 or float16, not {dtype}")
+        self.analysis.to(dtype)
+        self.synthesis.to(dtype)
+        self.transform_dtype = dtype
+
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """Analysis transform of an image (1, 3, H, W) in [0, 1], padded as coding needs."""
-        return self.analysis(pad_to_multiple(x))
+        return self.analysis(pad_to_multiple(x).to(self.transform_dtype)).float()
+
+    def synthesise_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Synthesis transform of the unscaled latent, in :attr:`transform_dtype`; float32 out."""
+        return self.synthesis(latent.to(self.transform_dtype)).float()
 
     def quantise(self, features: torch.Tensor, q: float) -> Latents:
         """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""
@@ -284,7 +301,7 @@ class EVC(nn.Module):
     ) -> torch.Tensor:
         """Synthesis transform of decoded latents: the image (1, 3, height, width) in [0, 1]."""
         scale = self.latent_scale(torch.tensor([q], device=y_hat_s.device))
-        x_hat = self.synthesis((y_hat_s * q_step * scale).float())
+        x_hat = self.synthesise_latent(y_hat_s * q_step * scale)
         return x_hat[..., :height, :width].clamp(0, 1)
 
     @torch.inference_mode()

@@ -237,7 +237,7 @@ class MaskedEVC(EVC):
         scale = self.latent_scale(torch.full((count,), q, device=features.device))
         y = features.float().expand(count, -1, -1, -1) / scale
         out = self._forward_levels(y, masks, noise=False)
-        x_hat = self.synthesis(out["latent"] * scale).clamp(0, 1)
+        x_hat = self.synthesise_latent(out["latent"] * scale).clamp(0, 1)
         h, w = x.shape[-2:]
         valid = torch.zeros_like(x_hat[:1, :1])
         valid[..., :h, :w] = 1

@@ -76,8 +76,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights: Path | None = None) -> EVC:
-    """Load a model with trained weights, in eval mode on ``device`` (``auto``: see :func:`resolve_device`).
+#: ``--precision`` names of the transforms' dtypes
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_model(
+    name: str = "evc-s", device: str | torch.device = "cpu", weights: Path | None = None, precision: str = "fp32"
+) -> EVC:
+    """Load a model with trained weights, in eval mode on ``device`` (``auto``: see :func:`resolve_device`),
+    its transforms in ``precision`` (:data:`PRECISIONS`; see :meth:`EVC.set_transform_dtype`).
 
     ``weights`` overrides the shipped file (e.g. a freshly exported one). Names without shipped weights
     raise :class:`ModelNotFoundError` saying which models have weights. On the CPU the weights are kept
@@ -91,6 +98,8 @@ def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights:
         raise ModelNotFoundError(
             f"no weights for {canonical!r} (looked for {path}); models with shipped weights: {', '.join(shipped)}"
         )
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     model = create_model(canonical)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)
@@ -99,4 +108,5 @@ def load_model(name: str = "evc-s", device: str | torch.device = "cpu", weights:
     model.weights_hash = weights_hash(path)
     device = resolve_device(device)
     model = model.eval().to(device)
+    model.set_transform_dtype(PRECISIONS[precision])
     return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..codec.coder import CODER_ID
@@ -32,13 +33,20 @@ class NeuralCodec:
         self.masked = isinstance(model, MaskedEVC)
 
     @property
+    def _precision(self) -> str | None:
+        """The transforms' precision when not float32 (it moves the pixels, so it is part of name and version)."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.model.transform_dtype)
+
+    @property
     def name(self) -> str:
-        return f"{self.model.name}/rdo{self.rdo}" if self.masked else self.model.name
+        name = f"{self.model.name}/rdo{self.rdo}" if self.masked else self.model.name
+        return f"{name}/{self._precision}" if self._precision else name
 
     @property
     def version(self) -> str:
         text = f"weights {self.model.weights_hash.hex()}; coder {CODER_ID:#06x}; payload v{PAYLOAD_VERSION}"
         text += "; prior exact fixed-point"
+        text += f"; transforms {self._precision}" if self._precision else ""
         return text + (f"; masked payload v{MASKED_PAYLOAD_VERSION}" if self.masked else "")
 
     def code(self, img: np.ndarray, setting: float) -> tuple[int, np.ndarray]:
