@@ -4,7 +4,8 @@
 # Prepared here (see README "Training"): .whl/ (constriction, crc32c wheels for cp312), .traindata/ (JPEG crops,
 # `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
-# w-*.safetensors (fp32 shards), train.log (with every error), bench.json, desync.json, gpu.scv.
+# w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
+# bf16 transforms; empty: none), desync.json, gpu.scv.
 # MODEL=evc-ss-rdo trains the block-masked model instead (init.safetensors may hold evc-ss weights: the shared
 # parts start from them; RANDOM_MASK_STEPS steps with random masks, then variance masks) and benchmarks it
 # with RDO passes RDO (0: zero-pass). Keep its fp32 shards apart from the plain model's.
@@ -17,7 +18,7 @@
 # (carry is 64 MiB in all with .traindata's 22: an L teacher is 35 MB in fp16, so carry it without init.safetensors.)
 set -uo pipefail
 TRAIN_SECONDS=${TRAIN_SECONDS:-420} DEVICE=${DEVICE:-cuda} DECODE=${DECODE:-cpu-1t,cpu-2t,cuda}
-SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50}
+SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50} HALF=${HALF-fp16}
 MODEL=${MODEL:-evc-ss} RANDOM_MASK_STEPS=${RANDOM_MASK_STEPS:-3000} RDO=${RDO:-0}
 PHASE=${PHASE:-student} TEACHER=${TEACHER:-evc-ll} STUDENT=${STUDENT:-s} DECAY_STEPS=${DECAY_STEPS:-3000}
 TEACHER_SECONDS=${TEACHER_SECONDS:-$((TRAIN_SECONDS / 2))}
@@ -59,8 +60,11 @@ else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp .carry/i
 fi
 
 frame=$(ls .carry/frames/* | head -1)
-sc bench --device "$DEVICE" --model "$MODEL" "${rdo[@]}" --weights /tmp/model.safetensors --input "$frame" --size "$SIZE" --frames "$BENCH_FRAMES" --json \
-  > "$OUT/bench.json" 2>> "$OUT/train.log"
+for precision in fp32 $HALF; do  # bench.json (fp32) and bench-$HALF.json (half-precision transforms)
+  suffix=$([ "$precision" = fp32 ] || echo "-$precision")
+  sc bench --device "$DEVICE" --model "$MODEL" "${rdo[@]}" --weights /tmp/model.safetensors --input "$frame" --size "$SIZE" \
+    --frames "$BENCH_FRAMES" --precision "$precision" --json > "$OUT/bench$suffix.json" 2>> "$OUT/train.log"
+done
 sc desync-check .carry/frames --model "$MODEL" --weights /tmp/model.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
   --decode "$DECODE" --save-stream "$OUT/gpu.scv" --json > "$OUT/desync.json" 2>> "$OUT/train.log"
 
