@@ -39,6 +39,8 @@ PAD_MULTIPLE = 64
 # 2: entropy parameters on the exact fixed-point grid; 3: a checksum of z of its own; 4: the packet's q_index in
 # the extended range (codec.quality)
 PAYLOAD_VERSION = 4
+#: The dtypes the analysis and synthesis transforms may run in at inference, by their ``--precision`` names.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
@@ -192,7 +194,7 @@ class EVC(nn.Module):
         Their inputs and outputs stay float32, and the entropy-parameter path stays exact (:mod:`.exact`), so
         streams decode the same way whatever precision either side used; only the pixels move (the README's
         Speed section gives the RD cost)."""
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        if dtype not in PRECISIONS.values():
             raise ValueError(f"transforms run in float32, bfloat16 or float16, not {dtype}")
         self.analysis.to(dtype)
         self.synthesis.to(dtype)

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import ModelNotFoundError
-from .evc import EVC
+from .evc import EVC, PRECISIONS
 from .masked import MaskedEVC
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -74,10 +74,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-#: ``--precision`` names of the transforms' dtypes
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def load_model(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..codec.coder import CODER_ID
-from ..codec.evc import EVC, PAYLOAD_VERSION
+from ..codec.evc import EVC, PAYLOAD_VERSION, PRECISIONS
 from ..codec.masked import MASKED_PAYLOAD_VERSION, MaskedEVC, MaskedFrame
 from ..codec.stream import to_image, to_tensor
 
@@ -35,7 +34,8 @@ class NeuralCodec:
     @property
     def _precision(self) -> str | None:
         """The transforms' precision when not float32 (it moves the pixels, so it is part of name and version)."""
-        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.model.transform_dtype)
+        name = next(k for k, dtype in PRECISIONS.items() if dtype == self.model.transform_dtype)
+        return None if name == "fp32" else name
 
     @property
     def name(self) -> str:
