@@ -29,16 +29,16 @@ from .entropy import (
     gaussian_likelihood,
     scale_index,
 )
-from .exact import exact_copy, float64_copy
-from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks
+from .exact import exact_copy
+from .prior import HyperDecoder, HyperEncoder, PriorFusion, SpatialPrior, checkerboard_masks, checkerboard_positions
 from .quality import decoded_q, index_to_q, interpolate_log, q_to_index
 from .transforms import AnalysisTransform, SynthesisTransform
 
 #: Inputs are padded to a multiple of this (the hyper-latent is at 1/64 resolution).
 PAD_MULTIPLE = 64
 # 2: entropy parameters on the exact fixed-point grid; 3: a checksum of z of its own; 4: the packet's q_index in
-# the extended range (codec.quality)
-PAYLOAD_VERSION = 4
+# the extended range (codec.quality); 5: the grid of 2**-8 activations and per-channel 15-bit weights (codec.exact)
+PAYLOAD_VERSION = 5
 #: The dtypes the analysis and synthesis transforms may run in at inference, by their ``--precision`` names.
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Default number of independent sub-streams per coding step of y.
@@ -166,23 +166,26 @@ class EVC(nn.Module):
     def _y_bank(self) -> TableBank:
         return TableBank(gaussian_coding_tables())
 
-    def _exact_prior(self) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-        """Coding copies of the entropy-parameter networks (hyper encoder, hyper decoder, prior fusion,
-        spatial prior), made on first use on the model's device.
+    def _exact_prior(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """Coding copies of the entropy-parameter networks (hyper decoder, prior fusion, spatial prior), made on
+        first use on the model's device.
 
-        The decoder-side three compute exactly on a fixed-point grid (:mod:`.exact`), so encoder and decoder
-        get bit-identical scales and means on any device, thread count or memory layout; the encoder-only
-        hyper encoder is a plain float64 copy. The copies live outside the module tree, so they are neither
-        trained nor saved.
+        They compute exactly on a fixed-point grid (:mod:`.exact`), so encoder and decoder get bit-identical
+        scales and means on any device, thread count or memory layout. The copies live outside the module tree,
+        so they are neither trained nor saved.
         """
         device = self.q_basic.device
         cached = self.__dict__.get("_exact_prior_cache")
         if cached is None or cached[0] != device:
             nets = (self.hyper_decoder, self.prior_fusion, self.spatial_prior)
-            copies = (float64_copy(self.hyper_encoder), *(exact_copy(net) for net in nets))
-            cached = (device, tuple(net.to(device) for net in copies))
+            cached = (device, tuple(exact_copy(net).to(device) for net in nets))
             self.__dict__["_exact_prior_cache"] = cached
         return cached[1]
+
+    def hyper_symbols(self, y: torch.Tensor) -> torch.Tensor:
+        """The quantised hyper-latent of a scaled latent ``y``, in float64. The hyper encoder runs only in the
+        encoder, so it runs in float32 like the analysis transform."""
+        return torch.round(self.hyper_encoder(y.float())).clamp(-Z_RADIUS, Z_RADIUS).double()
 
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
         """As :meth:`torch.nn.Module.load_state_dict`, dropping the float64 copies of the old weights."""
@@ -212,29 +215,30 @@ class EVC(nn.Module):
         """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""
         y_bank = self._y_bank
         q_t = torch.tensor([q], device=features.device)
-        hyper_encoder, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
+        hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
         y = (features.double() / self.latent_scale(q_t).double()).contiguous()
-        z_sym = torch.round(hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
+        z_sym = self.hyper_symbols(y)
         q_step, scales, means = prior_fusion(hyper_decoder(z_sym))
         y_s = (y / q_step).contiguous()
-        m1, m2 = checkerboard_masks(*y.shape[1:], y.device)
+        p1, p2 = checkerboard_positions(*y.shape[1:], y.device)
         radius = torch.from_numpy(y_bank.radius).to(y.device)
 
-        idx1 = scale_index(scales[0][m1])
-        sym1 = torch.round(y_s[0][m1] - means[0][m1])
+        scales1, means1 = torch.take(scales, p1), torch.take(means, p1)
+        idx1 = scale_index(scales1)
+        sym1 = torch.round(torch.take(y_s, p1) - means1)
         sym1 = torch.maximum(torch.minimum(sym1, radius[idx1]), -radius[idx1])
         y_hat_s = torch.zeros_like(y_s)
-        y_hat_s[0][m1] = sym1 + means[0][m1]
-        scales2, means2 = spatial_prior(y_hat_s, means, scales, q_step)
-        idx2 = scale_index(scales2[0][m2])
-        sym2 = torch.round(y_s[0][m2] - means2[0][m2])
+        y_hat_s.view(-1)[p1] = sym1 + means1
+        scales2, means2 = (torch.take(t, p2) for t in spatial_prior(y_hat_s, means, scales, q_step))
+        idx2 = scale_index(scales2)
+        sym2 = torch.round(torch.take(y_s, p2) - means2)
         sym2 = torch.maximum(torch.minimum(sym2, radius[idx2]), -radius[idx2])
-        y_hat_s[0][m2] = sym2 + means2[0][m2]
+        y_hat_s.view(-1)[p2] = sym2 + means2
 
         bits = -(
             torch.log2(self.z_density.likelihood(z_sym)).sum()
-            + torch.log2(gaussian_likelihood(sym1, scales[0][m1])).sum()
-            + torch.log2(gaussian_likelihood(sym2, scales2[0][m2])).sum()
+            + torch.log2(gaussian_likelihood(sym1, scales1)).sum()
+            + torch.log2(gaussian_likelihood(sym2, scales2)).sum()
         )
         return Latents(z_sym, sym1, idx1, sym2, idx2, y_hat_s, q_step, bits)
 
@@ -277,17 +281,18 @@ class EVC(nn.Module):
         z_sym = self._decode_z(chunks[0], hz * wz, z_check)
         spent += clock() - start
         z_hat = torch.from_numpy(z_sym.astype(np.float64)).view(1, n, hz, wz).to(device)
-        _, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
+        hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
         q_step, scales, means = prior_fusion(hyper_decoder(z_hat))
-        m1, m2 = checkerboard_masks(n, hp // 16, wp // 16, device)
-        index1 = scale_index(scales[0][m1]).cpu().numpy()
+        p1, p2 = checkerboard_positions(n, hp // 16, wp // 16, device)
+        means1 = torch.take(means, p1)
+        index1 = scale_index(torch.take(scales, p1)).cpu().numpy()
         start = clock()
         sym1 = self._decode_step(chunks[1 : 1 + substreams], index1)
         spent += clock() - start
-        y_hat_s = torch.zeros_like(means)
-        y_hat_s[0][m1] = torch.from_numpy(sym1).to(device, means.dtype) + means[0][m1]
-        scales2, means2 = spatial_prior(y_hat_s, means, scales, q_step)
-        index2 = scale_index(scales2[0][m2]).cpu().numpy()
+        y_hat_s = torch.zeros(means.shape, dtype=means.dtype, device=device)
+        y_hat_s.view(-1)[p1] = torch.from_numpy(sym1).to(device, means.dtype) + means1
+        scales2, means2 = (torch.take(t, p2) for t in spatial_prior(y_hat_s, means, scales, q_step))
+        index2 = scale_index(scales2).cpu().numpy()
         start = clock()
         sym2 = self._decode_step(chunks[1 + substreams :], index2)
         spent += clock() - start
@@ -295,7 +300,7 @@ class EVC(nn.Module):
             timings["entropy_decode"] = timings.get("entropy_decode", 0.0) + spent
         if _latent_crc(z_sym, sym1, sym2) != check:
             raise DesyncError("decoded latents fail their checksum: entropy parameters differ from the encoder's")
-        y_hat_s[0][m2] = torch.from_numpy(sym2).to(device, means.dtype) + means2[0][m2]
+        y_hat_s.view(-1)[p2] = torch.from_numpy(sym2).to(device, means.dtype) + means2
         return y_hat_s, q_step
 
     def synthesise(

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import CorruptStreamError, DesyncError
 from .coder import decode_substreams, encode_substreams
-from .entropy import SCALE_MAX, Z_RADIUS, gaussian_likelihood, scale_index
+from .entropy import SCALE_MAX, gaussian_likelihood, scale_index
 from .evc import (
     DEFAULT_SUBSTREAMS,
     EVC,
@@ -61,7 +61,8 @@ from .prior import checkerboard_masks
 from .quality import decoded_q, index_to_q, q_to_index
 from .rdo import search_mask
 
-MASKED_PAYLOAD_VERSION = 2  # 2: the packet's q_index in the extended range (codec.quality)
+# 2: the packet's q_index in the extended range (codec.quality); 3: the exact grid of payload v5 (codec.exact)
+MASKED_PAYLOAD_VERSION = 3
 _MASKED_HEAD = struct.Struct("<BIII")
 #: Variance thresholds (coarse, fine) of an uncalibrated model, for RGB in [0, 1].
 DEFAULT_THRESHOLDS = (1e-3, 5e-3)
@@ -268,7 +269,7 @@ class MaskedEVC(EVC):
         the entropy parameters of each level in turn, with ``take`` supplying its symbols. Returns the latent
         the synthesis transform decodes (y units, before the q scale)."""
         lv = self._exact_levels()
-        _, hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
+        hyper_decoder, prior_fusion, spatial_prior = self._exact_prior()
         maps = level_maps(mask[None], torch.float64)
         hyper = hyper_decoder(z_hat)
 
@@ -296,10 +297,9 @@ class MaskedEVC(EVC):
     @torch.inference_mode()
     def quantise_masked(self, features: torch.Tensor, q: float, mask: torch.Tensor) -> MaskedLatents:
         """Quantise the analysis ``features`` at quality ``q`` with block ``mask`` (H/64, W/64)."""
-        hyper_encoder = self._exact_prior()[0]
         radius = torch.from_numpy(self._y_bank.radius).to(features.device)
         y = (features.double() / self.latent_scale(torch.tensor([q], device=features.device)).double()).contiguous()
-        z_sym = torch.round(hyper_encoder(y)).clamp(-Z_RADIUS, Z_RADIUS)
+        z_sym = self.hyper_symbols(y)
         lv = self._exact_levels()
         y1 = lv.down1(y)
         targets = {"2": lv.down2(y1), "1": y1, "0a": y, "0b": y}

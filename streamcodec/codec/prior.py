@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 
@@ -75,3 +77,10 @@ def checkerboard_masks(n: int, h: int, w: int, device: torch.device) -> tuple[to
     half = n // 2
     step1 = torch.cat((even.expand(half, h, w), (~even).expand(n - half, h, w)), dim=0)
     return step1, ~step1
+
+
+@lru_cache(maxsize=16)
+def checkerboard_positions(n: int, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices into (1, N, h, w) of the two coding steps' positions, in the order their boolean masks
+    (:func:`checkerboard_masks`) select them; made once per shape (indexing by masks searches them every call)."""
+    return tuple(m.flatten().nonzero().squeeze(1) for m in checkerboard_masks(n, h, w, device))  # type: ignore[return-value]
