@@ -73,9 +73,11 @@ def test_int8_digit_products_equal_float64_products(model: EVC, z: torch.Tensor,
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: calls.append(b.shape) or int_mm(a, b))
     digits = _prior_outputs(model, exact_copy, z)
     assert calls  # the CPU path really ran on int8 digits
+    monkeypatch.setattr(exact, "CPU_COLUMNS", 7)  # in blocks of 7 positions, the last one partial
+    blocks = _prior_outputs(model, exact_copy, z)
     monkeypatch.setattr(exact, "INT8_PRODUCTS", False)
     products = _prior_outputs(model, exact_copy, z)
-    assert all(torch.equal(a, b) for a, b in zip(digits, products))
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(digits, products, blocks))
 
 
 @pytest.mark.parametrize("peak", [100, 32639, 32640, 2**18])

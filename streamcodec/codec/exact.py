@@ -54,6 +54,8 @@ _MAX_EXPONENT = 30
 _EXACT_UNITS = 2.0**53
 #: Point-wise products on int8 digits on the CPU (where torch has them); float64 products otherwise.
 INT8_PRODUCTS = hasattr(torch, "_int_mm")
+#: Positions per block of a point-wise convolution on the CPU.
+CPU_COLUMNS = 512
 #: Longest sum an int8 product may take: 128 * 128 * length must stay below 2**31 (int32 accumulators).
 _MAX_INT8_TERMS = 2**17
 
@@ -156,11 +158,11 @@ class PointwiseConv(nn.Module):
         super().__init__()
         self.slope = slope
         weight = conv.weight.detach().to(torch.float64).flatten(1)
-        bias = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(len(weight))
+        bias = conv.bias.detach().to(torch.float64) if conv.bias is not None else weight.new_zeros(len(weight))
         if weight.shape[1] >= _MAX_INT8_TERMS:
             raise ValueError(f"a 1x1 convolution over {weight.shape[1]} channels is too long for int8 sums")
         weight_int, bias_int, scale = channel_grid(weight, bias)
-        digits = torch.empty(2, *weight_int.shape, dtype=torch.int8)
+        digits = torch.empty(2, *weight_int.shape, dtype=torch.int8, device=weight_int.device)
         int8_digits(weight_int / 256.0, 2, digits)
         self.register_buffer("weight", weight_int)
         self.register_buffer("bias", bias_int.view(-1, 1))
@@ -170,9 +172,18 @@ class PointwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         x = x.transpose(0, 1).reshape(c, b * h * w)
-        digits = self.weight_digits if x.device.type == "cpu" and INT8_PRODUCTS else None
+        if x.device.type != "cpu" or not INT8_PRODUCTS:
+            out = self._columns(x, None)
+        else:  # in column blocks: a large frame's temporaries would leave the caches (and the heap, for mmap)
+            out = x.new_empty(len(self.weight), x.shape[1])
+            for start in range(0, x.shape[1], CPU_COLUMNS):
+                block = slice(start, start + CPU_COLUMNS)
+                out[:, block] = self._columns(x[:, block], self.weight_digits)
+        return out.view(-1, b, h, w).transpose(0, 1)
+
+    def _columns(self, x: torch.Tensor, digits: torch.Tensor | None) -> torch.Tensor:
         units = grid_matmul(self.weight, digits, x).add_(self.bias).mul_(self.scale)
-        return grid_from_units_(units, self.slope).view(-1, b, h, w).transpose(0, 1)
+        return grid_from_units_(units, self.slope)
 
 
 class ShiftedDepthwiseConv(nn.Module):
