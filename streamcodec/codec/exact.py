@@ -22,12 +22,12 @@ are single IEEE operations (correctly rounded everywhere) followed by rounding t
 therefore identical on every IEEE-754 machine by construction, not by luck. The grid is fine enough that
 the rate cost is within measurement noise (see the README's desync section).
 
-On the CPU the point-wise products run on int8 digits instead of float64 (:func:`integer_matmul`): an
-activation of the grid is a 16- or 24-bit integer and a weight a 15-bit one, so two or three balanced base-256
-digits each, and the digit products are one int8 matrix product with exact int32 sums (VNNI), about 2.7x
-faster here than the float64 product of the same matrices. The integer result is the same either way.
+On the CPU the point-wise products run on int8 digits instead of float64 (:func:`grid_matmul`): an activation
+of the grid is a 16-bit integer and a weight a 15-bit one, two balanced base-256 digits each, and three int8
+matrix products with exact int32 sums (VNNI) give ``lo*lo + 256*(hi*lo + lo*hi) + 65536*hi*hi``, about 1.5x to
+2.7x faster here than the float64 product of the same matrices. The integer result is the same either way.
 
-The hyper encoder runs only in the encoder, so its copy is plain float64.
+:func:`float64_copy` makes the plain float64 copies of encoder-only networks that need no grid.
 
 Written by hand: no library offers integer-exact inference for PyTorch modules on both CPU and CUDA.
 """
