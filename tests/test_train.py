@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,18 @@ def test_resume_gives_the_same_next_step(images: Path, tmp_path: Path) -> None:
     assert resumed.step == 2
     assert [resumed.train_step()["loss"] for _ in range(2)] == losses[2:]
     assert resumed.segments and resumed.segments[0]["to_step"] == 2
+
+
+def test_bf16_autocast_trains_the_transforms_in_bf16_on_the_cpu(images: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(config(images), tmp_path / "f.pt", torch.device("cpu"), bf16=True)
+    dtypes = []
+    trainer.model.analysis.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    trainer.model.hyper_encoder.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    trainer.run(steps=2, log=lambda _: None)
+    assert dtypes == [torch.bfloat16, torch.float32] * 2  # the entropy model stays fp32
+    assert trainer.segments[-1]["precision"] == "bf16" and math.isfinite(trainer.train_step()["loss"])
+    assert Trainer(config(images), tmp_path / "g.pt", torch.device("cpu")).bf16 is False  # CPU default: fp32
 
 
 def test_time_limit_stops_and_saves(images: Path, tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="transforms in bf16 autocast (auto: on CUDA only; on a CPU with AVX512-BF16 bf16 trains "
+                        "about 1.45x faster) or fp32; the entropy model is always fp32")
     p.add_argument("--init-weights", type=Path, nargs="+", help="start from weights file(s), fresh optimiser")
     p.add_argument("--export", type=Path, help="write the weights here when the run ends")
     p.add_argument("--export-dtype", choices=("fp16", "fp32"), default="fp16")
@@ -77,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
         cfg.model, cfg.mask_decay = mask_decay_settings(args)
     elif args.teacher:
         raise ValueError("--teacher is for --mask-decay runs")
+    bf16 = None if args.precision == "auto" else args.precision == "bf16"
     if args.init_weights:
-        trainer = Trainer.from_weights(cfg, args.checkpoint, device, list(args.init_weights))
+        trainer = Trainer.from_weights(cfg, args.checkpoint, device, list(args.init_weights), bf16)
     else:
-        trainer = Trainer.resume_or_start(cfg, args.checkpoint, device, overrides)
-    print(f"training {trainer.cfg.model} on {device} from step {trainer.step} (checkpoint {args.checkpoint})",
-          flush=True)
+        trainer = Trainer.resume_or_start(cfg, args.checkpoint, device, overrides, bf16)
+    print(f"training {trainer.cfg.model} on {device} ({'bf16' if trainer.bf16 else 'fp32'}) from step {trainer.step} "
+          f"(checkpoint {args.checkpoint})", flush=True)
     trainer.run(steps=args.steps, time_limit=args.time_limit, log=lambda s: print(s, flush=True))
     if args.export:
         dtype = torch.float16 if args.export_dtype == "fp16" else torch.float32

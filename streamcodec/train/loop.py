@@ -77,10 +77,12 @@ def device_name(device: torch.device) -> str:
 class Trainer:
     """Owns the model, optimiser, data and checkpoint of one training run."""
 
-    def __init__(self, cfg: TrainConfig, checkpoint: Path, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, checkpoint: Path, device: torch.device, bf16: bool | None = None) -> None:
         self.cfg = cfg
         self.checkpoint = Path(checkpoint)
         self.device = device
+        #: bfloat16 autocast of the transforms (the entropy model stays fp32): by default on CUDA only
+        self.bf16 = device.type == "cuda" if bf16 is None else bf16
         if cfg.distortion not in DISTORTION_LAMBDAS:
             raise ValueError(f"unknown distortion {cfg.distortion!r}; expected one of {sorted(DISTORTION_LAMBDAS)}")
         self.mask_decay: MaskDecay | None = None
@@ -103,16 +105,21 @@ class Trainer:
 
     @classmethod
     def resume_or_start(
-        cls, cfg: TrainConfig, checkpoint: Path, device: torch.device, overrides: dict[str, Any] | None = None
+        cls,
+        cfg: TrainConfig,
+        checkpoint: Path,
+        device: torch.device,
+        overrides: dict[str, Any] | None = None,
+        bf16: bool | None = None,
     ) -> Trainer:
         """Resume from ``checkpoint`` if it exists (its config, updated by ``overrides``), else start anew."""
         checkpoint = Path(checkpoint)
         if not checkpoint.exists():
-            return cls(cfg, checkpoint, device)
+            return cls(cfg, checkpoint, device, bf16)
         state = load_checkpoint(checkpoint)
         saved = dict(state["config"], **(overrides or {}))
         saved["lambdas"] = tuple(saved["lambdas"])
-        trainer = cls(TrainConfig(**saved), checkpoint, device)
+        trainer = cls(TrainConfig(**saved), checkpoint, device, bf16)
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.step = state["step"]
@@ -122,7 +129,7 @@ class Trainer:
 
     @classmethod
     def from_weights(
-        cls, cfg: TrainConfig, checkpoint: Path, device: torch.device, weights: list[Path]
+        cls, cfg: TrainConfig, checkpoint: Path, device: torch.device, weights: list[Path], bf16: bool | None = None
     ) -> Trainer:
         """Start from a weights file written by :func:`~streamcodec.train.weights.save_weights` (its step,
         history and segments carried on) with a fresh optimiser.
@@ -131,7 +138,7 @@ class Trainer:
         the run starts at step 0; the new parts start fresh.
         """
         state, meta = load_weights(weights)
-        trainer = cls(cfg, checkpoint, device)
+        trainer = cls(cfg, checkpoint, device, bf16)
         if canonical_name(meta.get("model", cfg.model)) != canonical_name(cfg.model):
             unexpected = trainer.model.load_state_dict(state, strict=False).unexpected_keys
             if unexpected:
@@ -182,7 +189,7 @@ class Trainer:
 
     def loss(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean over the batch of lambda(q) * distortion + bpp (plus mask decay's term), and batch statistics."""
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         lam = interpolate_log(torch.tensor(self.cfg.lambdas, device=x.device), q)
         block_mask = {}
         if isinstance(self.model, MaskedEVC):
@@ -273,6 +280,7 @@ class Trainer:
         self.segments.append(
             {
                 "hardware": device_name(self.device),
+                "precision": "bf16" if self.bf16 else "fp32",
                 "from_step": first_step,
                 "to_step": self.step,
                 "seconds": round(time.monotonic() - start, 1),
