@@ -190,9 +190,9 @@ class ShiftedDepthwiseConv(nn.Module):
     """A 3x3 depth-wise convolution as nine shifted multiply-adds.
 
     With ``grid`` (the exact copies), weights and bias lie on each channel's grid and the output is rounded to
-    the grid, through a LeakyReLU of ``slope`` when given; without (the hyper encoder's float64 copy), it is
-    the plain convolution: torch's float64 depth-wise convolution on the CPU loops over channels, measured 7x
-    slower on 2 busy cores.
+    the grid, through a LeakyReLU of ``slope`` when given; without (:func:`float64_copy`), it is the plain
+    convolution: torch's float64 depth-wise convolution on the CPU loops over channels, measured 7x slower on
+    2 busy cores.
     """
 
     def __init__(self, conv: nn.Conv2d, grid: bool = True, slope: float | None = None) -> None:
@@ -230,7 +230,7 @@ def exact_copy(net: nn.Module) -> nn.Module:
 
 
 def float64_copy(net: nn.Module) -> nn.Module:
-    """A plain float64 copy (for the encoder-only hyper encoder), with fast depth-wise convolutions."""
+    """A plain float64 copy of an encoder-only network (no grid), with fast depth-wise convolutions."""
     net = copy.deepcopy(net).to(torch.float64)
     for parent in net.modules():
         for name, child in parent.named_children():
