@@ -2,9 +2,9 @@
 
 A backend turns a transform (an ``nn.Module`` taking one image-like tensor) into a callable for one fixed input
 shape. Only the analysis and synthesis transforms are ever given to a backend: the entropy-parameter path
-(hyperprior, prior fusion, spatial prior) stays in the codec's float64 torch code, so a stream coded with any
-backend decodes with the plain torch decoder. A backend changes which latents the encoder codes and the pixels
-the decoder outputs (within the precision asked for), never whether a stream decodes.
+(hyper decoder, prior fusion, spatial prior) stays in the codec's exact fixed-point torch code, so a stream coded
+with any backend decodes with the plain torch decoder. A backend changes which latents the encoder codes and the
+pixels the decoder outputs (within the precision asked for), never whether a stream decodes.
 """
 
 from __future__ import annotations
