@@ -143,13 +143,13 @@ def test_slow_sink_applies_back_pressure_and_drops_nothing(tmp_path: Path, warm_
 def test_live_source_with_slow_encoder_drops_and_keeps_latency_bounded(warm_model) -> None:
     produced = 60
 
-    def camera():  # a 100 fps camera: it never waits for the consumer
+    def camera():  # a 500 fps camera (several frames per ~15 ms encode, even on a loaded host): it never waits
         for i in range(produced):
-            time.sleep(0.01)
+            time.sleep(0.002)
             yield drawn(i)
 
     async def main():
-        source = IteratorSource(camera(), fps=100, live=True)
+        source = IteratorSource(camera(), fps=500, live=True)
         outputs = []
         pipeline, _ = await encode_pipeline(source, warm_model, lambda header: [CallbackSink(outputs.append)])
         assert pipeline.live

@@ -305,6 +305,10 @@ async def drive(pipeline: Pipeline, command: str, progress: bool, interval: floa
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
+    def quit_now(*_: object) -> None:
+        print(f"\nstreamcodec {command}: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+
     def on_signal(signum: int) -> None:
         received.append(signum)
         if len(received) == 1:
@@ -312,8 +316,7 @@ async def drive(pipeline: Pipeline, command: str, progress: bool, interval: floa
             print(f"\nstreamcodec {command}: {name}: finishing (again to quit at once)", file=sys.stderr, flush=True)
             pipeline.stop()
         else:
-            print(f"\nstreamcodec {command}: interrupted", file=sys.stderr, flush=True)
-            os._exit(130)
+            quit_now()
 
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -337,4 +340,6 @@ async def drive(pipeline: Pipeline, command: str, progress: bool, interval: floa
             print("\r" + pipeline.stats.progress_line(), file=sys.stderr, flush=True)
         for signum in installed:
             loop.remove_signal_handler(signum)
+            if received:  # the promise "again to quit at once" holds while the summary is written, too
+                signal.signal(signum, quit_now)
     return stats, bool(received)
