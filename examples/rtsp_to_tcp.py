@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 
 import streamcodec
-from streamcodec.pipeline import EncodeStage, Pipeline, TcpServerSink, open_source
+from streamcodec.pipeline import Pipeline, TcpServerSink, encode_stages, open_source
 
 SAMPLE = Path(__file__).resolve().parent / "sample.mp4"
 
@@ -32,7 +32,7 @@ async def serve(args: argparse.Namespace) -> dict:
     await source.open()
     encoder = streamcodec.FrameEncoder(model, source.width, source.height, args.qp, source.time_base, source.fps)
     sink = TcpServerSink(encoder.header, args.host, args.port, wait_for_clients=args.wait_clients)
-    pipeline = Pipeline(source, [EncodeStage(encoder)], [sink])
+    pipeline = Pipeline(source, encode_stages(encoder), [sink])
     task = asyncio.current_task()
 
     def on_signal() -> None:  # finish the stream for the viewers; before the first one joined, just quit

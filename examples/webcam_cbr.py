@@ -16,7 +16,7 @@ import asyncio
 import json
 
 import streamcodec
-from streamcodec.pipeline import EncodeStage, Pipeline, ScvFileSink, open_source
+from streamcodec.pipeline import Pipeline, ScvFileSink, encode_stages, open_source
 from streamcodec.ratecontrol import CBRController
 
 
@@ -30,7 +30,7 @@ async def capture(args: argparse.Namespace) -> dict:
     encoder = streamcodec.FrameEncoder(
         model, source.width, source.height, args.qp, source.time_base, source.fps, controller=controller
     )
-    pipeline = Pipeline(source, [EncodeStage(encoder)], [ScvFileSink(args.output, encoder.header)])
+    pipeline = Pipeline(source, encode_stages(encoder), [ScvFileSink(args.output, encoder.header)])
     stats = await pipeline.run()
     return {
         "output": args.output,

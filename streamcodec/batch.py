@@ -6,7 +6,7 @@ own :class:`Task`. :func:`run_batch` runs the tasks on a :class:`ProcessPoolRunn
 retries failed ones, joins a file's chunks in order into one stream (packets copied with their pts, one new
 index) and renames each finished output into place, so an output name only ever holds a complete stream.
 
-A task runs the pipeline ``streamcodec encode`` runs (source -> :class:`EncodeStage` -> :class:`ScvFileSink`) in
+A task runs the pipeline ``streamcodec encode`` runs (source -> :func:`encode_stages` -> :class:`ScvFileSink`) in
 the worker, with the model loaded once per worker process. With Ray, the input and output folders must have the
 same path on every node (a shared file system).
 """
@@ -38,7 +38,7 @@ from .codec.evc import DEFAULT_SUBSTREAMS, EVC
 from .codec.registry import load_model
 from .codec.stream import FrameEncoder
 from .errors import StreamError
-from .pipeline import EncodeStage, IteratorSource, Pipeline, ScvFileSink, open_source
+from .pipeline import IteratorSource, Pipeline, ScvFileSink, encode_stages, open_source
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ async def _encode(task: Task, settings: EncodeSettings) -> TaskResult:
     except BaseException:
         await source.close()
         raise
-    stats = await Pipeline(source, [EncodeStage(encoder)], [ScvFileSink(task.output, encoder.header)]).run()
+    stats = await Pipeline(source, encode_stages(encoder), [ScvFileSink(task.output, encoder.header)]).run()
     if chunk is not None and stats.frames != chunk.frames:
         raise ValueError(f"chunk {chunk.number} of {task.input} has {stats.frames} frames, not {chunk.frames}")
     return TaskResult(stats.frames, stats.elapsed)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import streamcodec
-from streamcodec.bench import synthetic_frame
+from streamcodec.bench import DECODE_STAGES, ENCODE_STAGES, synthetic_frame
 from streamcodec.bitstream.format import HEADER_SIZE
 from streamcodec.cli import main
 from streamcodec.codec.stream import FrameEncoder, to_image
@@ -123,6 +123,23 @@ def test_info_lists_models_and_card(capsys) -> None:
     assert run_cli("info", "--model", "evc-s", "--json") == 0
     card = json.loads(capsys.readouterr().out)
     assert card["steps"] > 0 and card["training"]["hardware"]
+
+
+def test_bench_json_reports_every_stage_and_the_overlapped_rate(model, capsys) -> None:
+    assert main(["bench", "--size", "96x64", "--frames", "2", "--coder-threads", "1", "--threads", "1", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["size"] == "96x64" and bench["device"] == "cpu" and "torch threads" in bench["machine"]
+    frame = FrameEncoder(model, 96, 64, 32).encode(synthetic_frame(96, 64), 0)[0]
+    assert bench["bytes_per_frame"] == len(frame.payload)  # the bench codes what the encoder codes
+    for side, stages in (("encode", ENCODE_STAGES), ("decode", DECODE_STAGES)):
+        report = bench[side]
+        assert tuple(report["stages"]) == stages
+        assert all(0 < s["median_ms"] <= s["p99_ms"] for s in report["stages"].values())
+        assert sum(s["share"] for s in report["stages"].values()) == pytest.approx(1, abs=0.01)
+        assert report["fps"] == pytest.approx(1e3 / report["median_ms"], rel=0.01)
+    overlapped = bench["encode"]["overlapped"]
+    assert overlapped["median_ms"] > 0 and overlapped["fps"] == pytest.approx(1e3 / overlapped["median_ms"], rel=0.01)
+    assert 0 < bench["network_only_ms"]["encode"] < bench["encode"]["median_ms"]
 
 
 def test_unknown_model_is_one_line(tmp_path: Path, capsys) -> None:

@@ -29,7 +29,7 @@ from streamcodec.bench import synthetic_frame
 from streamcodec.codec.stream import FrameDecoder, FrameEncoder
 from streamcodec.errors import StreamError
 from streamcodec.fuzz import layout
-from streamcodec.pipeline import EncodeStage, IteratorSource, Pipeline, ScvFileSink, TcpServerSink
+from streamcodec.pipeline import IteratorSource, Pipeline, ScvFileSink, TcpServerSink, encode_stages
 
 W, H = 64, 48
 FRAMES = 60
@@ -176,7 +176,7 @@ def test_tcp_client_hanging_up_mid_stream_does_not_stop_the_encoder(tmp_path: Pa
         await source.open()
         encoder = FrameEncoder(model, W, H, 32, source.time_base, source.fps)
         server = TcpServerSink(encoder.header)
-        pipeline = Pipeline(source, [EncodeStage(encoder)], [ScvFileSink(out, encoder.header), server])
+        pipeline = Pipeline(source, encode_stages(encoder), [ScvFileSink(out, encoder.header), server])
         running = asyncio.create_task(pipeline.run())
         while not server.port:
             await asyncio.sleep(0.01)

@@ -25,7 +25,6 @@ from streamcodec.io import open_source as open_frames
 from streamcodec.pipeline import (
     CallbackSink,
     DecodeStage,
-    EncodeStage,
     IteratorSource,
     MediaSource,
     Pipeline,
@@ -35,8 +34,10 @@ from streamcodec.pipeline import (
     TcpServerSink,
     TsSink,
     TsSource,
+    encode_stages,
     open_source,
 )
+from streamcodec.ratecontrol import make_controller
 
 W, H = 64, 48
 
@@ -87,7 +88,7 @@ def run(coroutine, timeout: float = 60.0):
 async def encode_pipeline(source, model, sinks_for, **kwargs) -> tuple[Pipeline, FrameEncoder]:
     await source.open()
     encoder = FrameEncoder(model, source.width, source.height, 32, source.time_base, source.fps)
-    return Pipeline(source, [EncodeStage(encoder)], sinks_for(encoder.header), **kwargs), encoder
+    return Pipeline(source, encode_stages(encoder), sinks_for(encoder.header), **kwargs), encoder
 
 
 # -- files: every frame, back-pressure -------------------------------------------------------------------------
@@ -131,10 +132,70 @@ def test_slow_sink_applies_back_pressure_and_drops_nothing(tmp_path: Path, warm_
     stats = run(main())
     pts = [p for p, _ in seen]
     assert len(seen) == 10 and pts == sorted(pts) and stats.dropped == 0
-    # With one-slot queues the reader may run ahead of the sink by at most: the frame in each queue (2), the one
-    # in the encoder and the one being read. Without back-pressure it would have read all 10 at once.
-    assert max(read - i for i, (_, read) in enumerate(seen)) <= 4
-    assert stats.hops[1].queue_max <= 1
+    # With one-slot queues the reader may run ahead of the sink by at most: the frame in each queue (3), the one
+    # in each encode stage (2) and the one being read. Without back-pressure it would have read all 10 at once.
+    assert max(read - i for i, (_, read) in enumerate(seen)) <= 6
+    assert stats.hops[1].queue_max <= 1 and stats.hops[2].queue_max <= 1
+
+
+# -- overlap: frame t is arithmetic-coded while the networks take frame t+1 ------------------------------------
+
+
+@pytest.mark.parametrize("rate_control", [None, "abr"])
+def test_entropy_coding_overlaps_the_next_frames_networks_and_changes_no_byte(warm_model, monkeypatch, rate_control):
+    count = 6
+    frames = [drawn(i) for i in range(count)]
+
+    def encoder():
+        controller = make_controller(rate_control, fps=25, q=32, bitrate="60k") if rate_control else None
+        return FrameEncoder(warm_model, W, H, 32, controller=controller)
+
+    one_at_a_time = encoder()
+    reference = [one_at_a_time.encode(frame, i)[0] for i, frame in enumerate(frames)]
+
+    # Coding frame k waits until the networks have begun frame k+1 (its analysis): without the overlap this
+    # deadlocks and every wait times out. With a rate controller the analysis still overlaps; the choice of q
+    # for frame k+1 waits for frame k's real size.
+    analysed = [threading.Event() for _ in range(count)]
+    overlapped: list[bool] = []
+    analyse, code_frame = warm_model.analyse, warm_model.code_frame
+
+    def counting_analyse(x):
+        analysed[next(i for i, e in enumerate(analysed) if not e.is_set())].set()
+        return analyse(x)
+
+    def waiting_code_frame(quantised):
+        k = len(overlapped)
+        overlapped.append(analysed[k + 1].wait(20) if k + 1 < count else True)
+        return code_frame(quantised)
+
+    monkeypatch.setattr(warm_model, "analyse", counting_analyse)
+    monkeypatch.setattr(warm_model, "code_frame", waiting_code_frame)
+
+    async def main():
+        packets = []
+        sink = CallbackSink(lambda item: packets.append(item.data))
+        pipeline = Pipeline(IteratorSource(iter(frames), fps=25), encode_stages(encoder()), [sink])
+        stats = await pipeline.run()
+        return packets, stats
+
+    packets, stats = run(main())
+    assert overlapped == [True] * count
+    assert [(p.pts, p.q_index, p.payload) for p in packets] == [(r.pts, r.q_index, r.payload) for r in reference]
+    assert [hop.name for hop in stats.stages] == ["quantise", "entropy"]
+    if rate_control:
+        assert len({p.q_index for p in packets}) > 1  # the controller chose q frame by frame
+
+
+def test_quantising_again_before_coding_under_rate_control_is_refused(warm_model) -> None:
+    encoder = FrameEncoder(warm_model, W, H, 32, controller=make_controller("abr", fps=25, q=32, bitrate="60k"))
+    encoder.code_timeout = 0.2
+    first = encoder.quantise(drawn(0))
+    with pytest.raises(RuntimeError, match="quantised but not coded"):
+        encoder.quantise(drawn(1))  # the controller would choose without frame 0's real size
+    packet, _ = encoder.code(first, 0)
+    assert encoder.controller.last.real_bits == 8 * (bitstream.format.PACKET_HEADER_SIZE + len(packet.payload))
+    encoder.code(encoder.quantise(drawn(1)), 1)  # in order again: fine
 
 
 # -- live: drops, bounded latency ------------------------------------------------------------------------------

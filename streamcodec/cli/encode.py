@@ -31,7 +31,7 @@ from ..codec.quality import Q_HIGHEST, Q_LOWEST, QP_MAX, check_quality
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
 from ..io import open_source as open_frames
-from ..pipeline import EncodeStage, Item, Pipeline, PipelineError, PipelineStats, open_packet_sink, open_source
+from ..pipeline import Item, Pipeline, PipelineError, PipelineStats, encode_stages, open_packet_sink, open_source
 from .common import add_model_options, configure_threads, parse_size, print_json
 from .rc_options import add_rc_options, controller_from_args, rc_mode
 
@@ -197,7 +197,7 @@ async def _encode(args: argparse.Namespace) -> int:
     except BaseException:
         await source.close()
         raise
-    stages = [EncodeStage(encoder, reconstruct=args.psnr)]
+    stages = encode_stages(encoder, reconstruct=args.psnr)
     pipeline = Pipeline(source, stages, sinks, live=args.live, queue_size=args.queue)
     record = FrameLog(args.stats)
     psnrs: list[float] = []

@@ -77,6 +77,18 @@ class EncodedFrame:
     estimated_bits: float
 
 
+@dataclass(frozen=True)
+class Symbols:
+    """A frame's integer symbols and coding-table indexes on the host: everything the arithmetic coder needs.
+    ``z`` is channel-major; ``sym1``/``idx1`` and ``sym2``/``idx2`` are the two checkerboard steps of y."""
+
+    z: np.ndarray
+    sym1: np.ndarray
+    idx1: np.ndarray
+    sym2: np.ndarray
+    idx2: np.ndarray
+
+
 @dataclass
 class Latents:
     """Quantised latents of one image at one q, with everything coding needs (``bits``: the model's estimate)."""
@@ -89,6 +101,35 @@ class Latents:
     y_hat_s: torch.Tensor
     q_step: torch.Tensor
     bits: torch.Tensor
+
+    def symbols(self) -> Symbols:
+        """The integer symbols and table indexes, copied to the host."""
+        return Symbols(
+            self.z_sym.to(torch.int32).cpu().numpy().ravel(),
+            self.sym1.to(torch.int32).cpu().numpy(),
+            self.idx1.cpu().numpy(),
+            self.sym2.to(torch.int32).cpu().numpy(),
+            self.idx2.cpu().numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class QuantisedFrame:
+    """One frame after the networks and before arithmetic coding (:meth:`EVC.quantise_frame`).
+
+    Its symbols are on the host, so coding it (:meth:`EVC.code_frame`) never touches the device and may run in
+    another thread while the networks take the next frame. ``symbols`` is :class:`Symbols`, or a block-masked
+    model's ``MaskedSymbols``; ``estimated_bits`` is the model's estimate of the payload's size; ``x_hat`` the
+    decoder's reconstruction when it was asked for.
+    """
+
+    symbols: Any
+    q_index: int
+    height: int
+    width: int
+    substreams: int
+    estimated_bits: float
+    x_hat: torch.Tensor | None = None
 
 
 class EVC(nn.Module):
@@ -249,19 +290,17 @@ class EVC(nn.Module):
         lat = self.quantise(features, q)
         return float(lat.bits) + framing_bits(len(lat.sym1), substreams)
 
-    def encode_latents(self, lat: Latents, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
-        """Entropy-code quantised latents into a frame payload."""
+    def encode_latents(self, symbols: Symbols, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
+        """Entropy-code a frame's symbols into its payload."""
         if not 1 <= substreams <= 255:
             raise ValueError("substreams must lie in 1..255")
-        z_sym = lat.z_sym.to(torch.int32).cpu().numpy().ravel()
-        z_idx = np.repeat(np.arange(self.n), z_sym.size // self.n)
-        sym1, idx1 = lat.sym1.to(torch.int32).cpu().numpy(), lat.idx1.cpu().numpy()
-        sym2, idx2 = lat.sym2.to(torch.int32).cpu().numpy(), lat.idx2.cpu().numpy()
-        substreams = substream_count(len(sym1), substreams)
-        chunks = [self._z_bank.encode(z_sym, z_idx)]
-        chunks += encode_substreams(self._y_bank, sym1, idx1, substreams, self.executor)
-        chunks += encode_substreams(self._y_bank, sym2, idx2, substreams, self.executor)
-        return _pack_payload(_latent_crc(z_sym), _latent_crc(z_sym, sym1, sym2), substreams, chunks)
+        s = symbols
+        z_idx = np.repeat(np.arange(self.n), s.z.size // self.n)
+        substreams = substream_count(len(s.sym1), substreams)
+        chunks = [self._z_bank.encode(s.z, z_idx)]
+        chunks += encode_substreams(self._y_bank, s.sym1, s.idx1, substreams, self.executor)
+        chunks += encode_substreams(self._y_bank, s.sym2, s.idx2, substreams, self.executor)
+        return _pack_payload(_latent_crc(s.z), _latent_crc(s.z, s.sym1, s.sym2), substreams, chunks)
 
     def decode_latents(
         self, payload: bytes, height: int, width: int, timings: dict[str, float] | None = None
@@ -312,19 +351,17 @@ class EVC(nn.Module):
         return x_hat[..., :height, :width].clamp(0, 1)
 
     @torch.inference_mode()
-    def compress(
+    def quantise_frame(
         self,
         x: torch.Tensor,
         q: float,
         substreams: int = DEFAULT_SUBSTREAMS,
         features: torch.Tensor | None = None,
         reconstruct: bool = False,
-    ) -> tuple[EncodedFrame, torch.Tensor | None]:
-        """Code one image (1, 3, H, W) in [0, 1] at quality ``q``.
-
-        Returns the frame and, when ``reconstruct`` is set, the decoder's reconstruction (1, 3, H, W).
-        ``features`` may pass the result of :meth:`analyse` when rate control has computed it already.
-        """
+    ) -> QuantisedFrame:
+        """The networks' part of coding one image (1, 3, H, W) in [0, 1] at quality ``q``: analysis (unless
+        ``features`` passes the result of :meth:`analyse`, e.g. from rate control), hyperprior and prior, and the
+        reconstruction when ``reconstruct`` is set. :meth:`code_frame` does the rest."""
         if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
             raise ValueError(f"expected an image tensor of shape (1, 3, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -334,9 +371,28 @@ class EVC(nn.Module):
             features = self.analyse(x)
         lat = self.quantise(features, q)
         estimate = float(lat.bits) + framing_bits(len(lat.sym1), substreams)
-        frame = EncodedFrame(self.encode_latents(lat, substreams), q_index, h, w, estimate)
         x_hat = self.synthesise(lat.y_hat_s, lat.q_step, q, h, w) if reconstruct else None
-        return frame, x_hat
+        return QuantisedFrame(lat.symbols(), q_index, h, w, substreams, estimate, x_hat)
+
+    def code_frame(self, frame: QuantisedFrame) -> EncodedFrame:
+        """Arithmetic-code a quantised frame into its payload (host work only)."""
+        payload = self.encode_latents(frame.symbols, frame.substreams)
+        return EncodedFrame(payload, frame.q_index, frame.height, frame.width, frame.estimated_bits)
+
+    def compress(
+        self,
+        x: torch.Tensor,
+        q: float,
+        substreams: int = DEFAULT_SUBSTREAMS,
+        features: torch.Tensor | None = None,
+        reconstruct: bool = False,
+        **options: Any,
+    ) -> tuple[EncodedFrame, torch.Tensor | None]:
+        """Code one image (1, 3, H, W) in [0, 1] at quality ``q``: :meth:`quantise_frame` then
+        :meth:`code_frame`. Returns the frame and, when ``reconstruct`` is set, the decoder's reconstruction.
+        ``options`` go to a subclass's :meth:`quantise_frame` (a block-masked model's ``mask`` and ``rdo``)."""
+        quantised = self.quantise_frame(x, q, substreams, features, reconstruct, **options)
+        return self.code_frame(quantised), quantised.x_hat
 
     @torch.inference_mode()
     def decompress(self, payload: bytes, height: int, width: int, q_index: int) -> torch.Tensor:
@@ -412,4 +468,4 @@ def _unpack_payload(payload: bytes) -> tuple[int, int, int, list[bytes]]:
     return z_check, check, substreams, chunks
 
 
-__all__ = ["EVC", "EncodedFrame", "PAD_MULTIPLE", "pad_to_multiple"]
+__all__ = ["EVC", "EncodedFrame", "PAD_MULTIPLE", "QuantisedFrame", "Symbols", "pad_to_multiple"]

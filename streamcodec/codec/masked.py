@@ -36,6 +36,7 @@ from .evc import (
     EVC,
     PAD_MULTIPLE,
     EncodedFrame,
+    QuantisedFrame,
     _latent_crc,
     _pack_payload,
     _unpack_payload,
@@ -118,6 +119,16 @@ class MaskedFrame(EncodedFrame):
     mask: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class MaskedSymbols:
+    """A masked frame's mask, z symbols and per-level (symbols, table indexes), on the host: what its payload
+    holds."""
+
+    mask: np.ndarray
+    z: np.ndarray
+    levels: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass
 class MaskedLatents:
     """Everything a masked frame's payload holds, plus its reconstruction latent and estimated bits."""
@@ -127,6 +138,11 @@ class MaskedLatents:
     symbols: dict[str, tuple[torch.Tensor, torch.Tensor]]  # level key -> (symbols, table indexes)
     latent: torch.Tensor
     bits: torch.Tensor
+
+    def host_symbols(self) -> MaskedSymbols:
+        """The mask, symbols and table indexes, copied to the host."""
+        levels = {k: (s.to(torch.int32).cpu().numpy(), i.cpu().numpy()) for k, (s, i) in self.symbols.items()}
+        return MaskedSymbols(self.mask, self.z_sym.to(torch.int32).cpu().numpy().ravel(), levels)
 
 
 def _rate_input(r: torch.Tensor, noise: bool) -> torch.Tensor:
@@ -320,19 +336,18 @@ class MaskedEVC(EVC):
         latent = self._walk(z_sym, mask, take)
         return MaskedLatents(mask.cpu().numpy(), z_sym, symbols, latent, bits)
 
-    def encode_masked(self, lat: MaskedLatents, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
-        """Entropy-code masked latents into a KEY_MASKED payload."""
+    def encode_masked(self, symbols: MaskedSymbols, substreams: int = DEFAULT_SUBSTREAMS) -> bytes:
+        """Entropy-code a masked frame's symbols into a KEY_MASKED payload."""
         if not 1 <= substreams <= 255:
             raise ValueError("substreams must lie in 1..255")
-        arrays = {k: (s.to(torch.int32).cpu().numpy(), i.cpu().numpy()) for k, (s, i) in lat.symbols.items()}
-        z_sym = lat.z_sym.to(torch.int32).cpu().numpy().ravel()
+        levels, z_sym = symbols.levels, symbols.z
         z_idx = np.repeat(np.arange(self.n), z_sym.size // self.n)
-        substreams = substream_count(len(arrays["0a"][0]), substreams)
+        substreams = substream_count(len(levels["0a"][0]), substreams)
         inner = [self._z_bank.encode(z_sym, z_idx)]
         for key in ("0a", "0b"):
-            inner += encode_substreams(self._y_bank, *arrays[key], substreams, self.executor)
-        check = _latent_crc(lat.mask, z_sym, *(arrays[k][0] for k in ("2", "1", "0a", "0b")))
-        head = [encode_mask(lat.mask), self._y_bank.encode(*arrays["2"]), self._y_bank.encode(*arrays["1"])]
+            inner += encode_substreams(self._y_bank, *levels[key], substreams, self.executor)
+        check = _latent_crc(symbols.mask, z_sym, *(levels[k][0] for k in ("2", "1", "0a", "0b")))
+        head = [encode_mask(symbols.mask), self._y_bank.encode(*levels["2"]), self._y_bank.encode(*levels["1"])]
         body = _pack_payload(_latent_crc(z_sym), check, substreams, inner)
         return _MASKED_HEAD.pack(MASKED_PAYLOAD_VERSION, *map(len, head)) + b"".join(head) + body
 
@@ -398,7 +413,7 @@ class MaskedEVC(EVC):
         return _estimate(self.quantise_masked(features, q, mask), substreams)
 
     @torch.inference_mode()
-    def compress(  # type: ignore[override]
+    def quantise_frame(  # type: ignore[override]
         self,
         x: torch.Tensor,
         q: float,
@@ -407,23 +422,30 @@ class MaskedEVC(EVC):
         reconstruct: bool = False,
         mask: torch.Tensor | None = None,
         rdo: int = 0,
-    ) -> tuple[EncodedFrame, torch.Tensor | None]:
-        """Code one image as :meth:`EVC.compress` does, with a block mask: ``mask`` if given, else the variance
-        mask refined by ``rdo`` search passes. A mask that is finest everywhere gives a plain frame; any other
-        a :class:`MaskedFrame`."""
+    ) -> QuantisedFrame:
+        """:meth:`EVC.quantise_frame` with a block mask: ``mask`` if given, else the variance mask refined by
+        ``rdo`` search passes. A mask that is finest everywhere gives a plain frame; any other a masked one
+        (its symbols are :class:`MaskedSymbols`)."""
         q = index_to_q(q_to_index(q))
         if features is None:
             features = self.analyse(x)
         if mask is None:
             mask = self.choose_mask(x, q, rdo, features)
         if not bool(mask.any()):
-            return super().compress(x, q, substreams, features, reconstruct)
+            return super().quantise_frame(x, q, substreams, features, reconstruct)
         h, w = x.shape[-2:]
         lat = self.quantise_masked(features, q, mask)
-        payload = self.encode_masked(lat, substreams)
-        frame = MaskedFrame(payload, q_to_index(q), h, w, _estimate(lat, substreams), lat.mask)
         x_hat = self.synthesise(lat.latent, torch.ones((), dtype=lat.latent.dtype), q, h, w) if reconstruct else None
-        return frame, x_hat
+        return QuantisedFrame(lat.host_symbols(), q_to_index(q), h, w, substreams, _estimate(lat, substreams), x_hat)
+
+    def code_frame(self, frame: QuantisedFrame) -> EncodedFrame:
+        """:meth:`EVC.code_frame`; a masked frame gives a :class:`MaskedFrame`."""
+        if not isinstance(frame.symbols, MaskedSymbols):
+            return super().code_frame(frame)
+        payload = self.encode_masked(frame.symbols, frame.substreams)
+        return MaskedFrame(
+            payload, frame.q_index, frame.height, frame.width, frame.estimated_bits, frame.symbols.mask
+        )
 
     @torch.inference_mode()
     def decompress_masked(self, payload: bytes, height: int, width: int, q_index: int) -> torch.Tensor:
@@ -440,4 +462,4 @@ def _estimate(lat: MaskedLatents, substreams: int) -> float:
     return float(lat.bits) + framing + 2 * lat.mask.size
 
 
-__all__ = ["MaskedEVC", "MaskedFrame", "LevelNets"]
+__all__ = ["MaskedEVC", "MaskedFrame", "MaskedSymbols", "LevelNets"]

@@ -7,6 +7,7 @@ other weights and names the frame whose latents desynchronised.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -17,7 +18,7 @@ from ..bitstream import Packet, PacketType, StreamHeader
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..errors import CorruptStreamError, DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
 from .coder import CODER_ID
-from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame
+from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame, QuantisedFrame
 from .masked import MaskedEVC, MaskedFrame
 from .quality import index_to_q
 
@@ -72,6 +73,10 @@ class FrameEncoder:
         #: block-masked models: 0 codes the variance mask (zero-pass), 1 or 2 refine it by RDO passes
         self.rdo = rdo
         self.frame_index = 0
+        #: seconds :meth:`quantise` waits, with a rate controller, for the previous frame's :meth:`code`
+        self.code_timeout = 120.0
+        self._in_flight = 0  # frames quantised and not yet coded
+        self._coded = threading.Condition()
         self.device = model.q_basic.device
         self.header = StreamHeader(
             codec_id=model.codec_id,
@@ -90,23 +95,58 @@ class FrameEncoder:
     ) -> tuple[Packet, EncodedFrame, torch.Tensor | None]:
         """Code one frame at quality ``q`` into a KEY packet (KEY_MASKED for a block-masked model's frame that
         uses coarse levels): an explicit ``q`` wins, else the rate controller chooses (probing the entropy
-        model's estimate at candidate qs, with the zero-pass mask), else the encoder's default q."""
+        model's estimate at candidate qs, with the zero-pass mask), else the encoder's default q.
+        Returns the packet, the coded frame and, with ``reconstruct``, the decoder's reconstruction."""
+        quantised = self.quantise(image, q, reconstruct)
+        packet, frame = self.code(quantised, pts)
+        return packet, frame, quantised.x_hat
+
+    def quantise(
+        self, image: np.ndarray | torch.Tensor, q: float | None = None, reconstruct: bool = False
+    ) -> QuantisedFrame:
+        """The networks' half of :meth:`encode` (on the model's device); :meth:`code` does the rest on the host.
+
+        The two may run in different threads, so that frame t is arithmetic-coded while the networks take frame
+        t+1. Frames must be coded in the order they were quantised. With a rate controller choosing q, the next
+        frame's analysis runs at once but its choice waits until the frame before it is coded (the controller
+        learns each frame's real size before it picks the next q, as in :meth:`encode`), at most
+        :attr:`code_timeout` seconds.
+        """
         x = self._tensor(image)
         features = None
         options = {"rdo": self.rdo} if isinstance(self.model, MaskedEVC) else {}
         if self.controller is not None and q is None:
             features, probe = self._prober(x)
+            with self._coded:
+                if not self._coded.wait_for(lambda: self._in_flight == 0, self.code_timeout):
+                    raise RuntimeError(
+                        f"frame {self.frame_index - 1} was quantised but not coded within {self.code_timeout} s: "
+                        "with a rate controller, code() each frame (from another thread, or before quantising "
+                        "the next)"
+                    )
             q = self.controller.choose(probe, self.frame_index)
-        frame, x_hat = self.model.compress(
-            x, self.q if q is None else q, substreams=self.substreams, features=features, reconstruct=reconstruct,
-            **options,
-        )  # fmt: skip
-        if self.controller is not None:
-            # the packet's bits, header included: what the file or the link carries
-            self.controller.update(index_to_q(frame.q_index), 8 * (PACKET_HEADER_SIZE + len(frame.payload)))
+        quantised = self.model.quantise_frame(
+            x, self.q if q is None else q, self.substreams, features, reconstruct, **options
+        )
+        with self._coded:
+            self._in_flight += 1
         self.frame_index += 1
+        return quantised
+
+    def code(self, quantised: QuantisedFrame, pts: int) -> tuple[Packet, EncodedFrame]:
+        """Arithmetic-code a frame from :meth:`quantise` into its packet (with presentation time ``pts``), and
+        tell the rate controller its real size."""
+        try:
+            frame = self.model.code_frame(quantised)
+            if self.controller is not None:
+                # the packet's bits, header included: what the file or the link carries
+                self.controller.update(index_to_q(frame.q_index), 8 * (PACKET_HEADER_SIZE + len(frame.payload)))
+        finally:
+            with self._coded:
+                self._in_flight -= 1
+                self._coded.notify_all()
         kind = PacketType.KEY_MASKED if isinstance(frame, MaskedFrame) else PacketType.KEY
-        return Packet(kind, pts, frame.q_index, frame.payload), frame, x_hat
+        return Packet(kind, pts, frame.q_index, frame.payload), frame
 
     def estimate_bits(self, image: np.ndarray | torch.Tensor, q: float) -> float:
         """The entropy model's estimate of a frame's payload bits at quality ``q``, as the rate controller's

@@ -6,7 +6,7 @@ Encode a file (back-pressure, every frame)::
     await source.open()
     encoder = FrameEncoder(load_model("evc-s"), source.width, source.height, 32, source.time_base, source.fps)
     sinks = [ScvFileSink("clip.scv", encoder.header), TcpServerSink(encoder.header, port=9000)]
-    stats = await Pipeline(source, [EncodeStage(encoder)], sinks).run()
+    stats = await Pipeline(source, encode_stages(encoder), sinks).run()
 
 A live source (``rtsp://``, ``/dev/video0``) runs under the live policy: the newest frame wins, drops are counted,
 and the source reconnects by itself. Decoding is the mirror: :func:`open_packet_source` -> :class:`DecodeStage`
@@ -51,7 +51,7 @@ from .sources import (
     open_packet_source,
     open_source,
 )
-from .stages import DecodeStage, EncodeStage
+from .stages import DecodeStage, EntropyStage, QuantiseStage, encode_stages
 
 __all__ = [
     "EOS",
@@ -59,7 +59,7 @@ __all__ = [
     "CallbackSink",
     "CaptureSource",
     "DecodeStage",
-    "EncodeStage",
+    "EntropyStage",
     "FrameFileSink",
     "HopStats",
     "Item",
@@ -71,6 +71,7 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "PipelineStats",
+    "QuantiseStage",
     "ScvFileSink",
     "ScvSource",
     "Sink",
@@ -84,6 +85,7 @@ __all__ = [
     "TsSink",
     "TsSource",
     "Worker",
+    "encode_stages",
     "open_packet_sink",
     "open_packet_source",
     "open_source",

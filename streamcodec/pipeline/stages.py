@@ -1,13 +1,17 @@
 """Stages: the codec between a source and its sinks, each running the model in its own worker thread.
 
-:class:`EncodeStage` turns RGB frames into packets with a :class:`~streamcodec.codec.stream.FrameEncoder`
-(whose rate controller, if it has one, picks q per frame; otherwise its constant q). :class:`DecodeStage` is the
-mirror. One worker thread owns the model's calls, so a GPU model keeps one stream, and the event loop never waits
-on the network.
+Encoding takes two hops, :func:`encode_stages`: :class:`QuantiseStage` runs the networks (upload, analysis, the
+rate controller's choice of q, hyperprior and prior) and :class:`EntropyStage` arithmetic-codes the result on
+the host into packets. Each has its own thread, so frame t is coded while the networks take frame t+1 and
+throughput is set by the slower of the two, not their sum; the packets are byte for byte those of
+:meth:`FrameEncoder.encode <streamcodec.codec.stream.FrameEncoder.encode>`. :class:`DecodeStage` is the mirror.
+One thread owns the model's device calls, so a GPU model keeps one stream, and the event loop never waits on
+the network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -15,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bitstream import StreamHeader
 from ..bitstream.format import PACKET_HEADER_SIZE
+from ..codec.evc import QuantisedFrame
 from ..codec.quality import index_to_q
 from ..codec.stream import FrameDecoder, FrameEncoder, to_image, to_tensor
 from ..errors import CorruptStreamError, DesyncError
@@ -25,51 +29,86 @@ from .core import Item, Stage, Worker
 log = logging.getLogger(__name__)
 
 
-class EncodeStage(Stage):
-    """RGB frames in, KEY packets out.
+class QuantiseStage(Stage):
+    """RGB frames in, quantised frames (:class:`~streamcodec.codec.evc.QuantisedFrame`) out: the networks' half
+    of encoding.
 
-    Each frame is converted once, to a float tensor on the encoder's device, right before coding (frames a live
-    mailbox dropped are never converted). ``item.info`` gains ``q``, ``bytes`` (packet size with its header),
-    ``estimated_bits``, ``encode_ms`` (coding time), ``wait_ms`` (from capture to the start of coding) and, with
-    ``reconstruct``, ``psnr`` (dB, on the uint8 reconstruction).
+    Each frame is converted once, to a float tensor on the encoder's device, right before its networks run
+    (frames a live mailbox dropped are never converted). ``item.info`` gains ``q``, ``estimated_bits``,
+    ``wait_ms`` (from capture to the start of this stage), ``quantise_ms`` and, with ``reconstruct``, ``mse``
+    and ``psnr`` (dB, on the uint8 reconstruction).
     """
 
-    name = "encode"
+    name = "quantise"
 
     def __init__(self, encoder: FrameEncoder, *, reconstruct: bool = False) -> None:
         self.encoder = encoder
         self.reconstruct = reconstruct
-        self._worker = Worker("encode")
-
-    @property
-    def header(self) -> StreamHeader:
-        return self.encoder.header
+        self._worker = Worker("quantise")
 
     async def process(self, item: Item) -> Item:
-        return await self._worker.call(self._encode, item)
+        return await self._worker.call(self._quantise, item)
 
-    def _encode(self, item: Item) -> Item:
+    def _quantise(self, item: Item) -> Item:
         start = time.perf_counter()
         x = to_tensor(item.data, self.encoder.device)
-        packet, coded, x_hat = self.encoder.encode(x, item.pts, reconstruct=self.reconstruct)
-        end = time.perf_counter()
+        quantised = self.encoder.quantise(x, reconstruct=self.reconstruct)
         info: dict[str, Any] = dict(item.info)
         info.update(
-            q=index_to_q(packet.q_index),
-            bytes=PACKET_HEADER_SIZE + len(packet.payload),
-            estimated_bits=coded.estimated_bits,
+            q=index_to_q(quantised.q_index),
+            estimated_bits=quantised.estimated_bits,
             wait_ms=1e3 * (start - item.created),
-            encode_ms=1e3 * (end - start),
+            quantise_ms=1e3 * (time.perf_counter() - start),
         )
-        if x_hat is not None:
-            diff = to_image(x_hat).astype(np.float64) - to_image(x.clamp(0, 1))
+        if quantised.x_hat is not None:
+            diff = to_image(quantised.x_hat).astype(np.float64) - to_image(x.clamp(0, 1))
             mse = float(np.mean(diff**2))
             info["mse"] = mse
             info["psnr"] = 10 * math.log10(255**2 / max(mse, 1e-12))
+            quantised = dataclasses.replace(quantised, x_hat=None)  # not carried through the next queue
+        return Item(quantised, item.pts, item.index, item.time_base, item.created, info)
+
+    async def close(self) -> None:
+        self._worker.close()
+
+
+class EntropyStage(Stage):
+    """Quantised frames in, KEY (or KEY_MASKED) packets out: arithmetic coding, on the host.
+
+    ``item.info`` gains ``bytes`` (packet size with its header), ``entropy_ms`` and ``encode_ms`` (the frame's
+    coding time: its ``quantise_ms`` plus ``entropy_ms``).
+    """
+
+    name = "entropy"
+
+    def __init__(self, encoder: FrameEncoder) -> None:
+        self.encoder = encoder
+        self._worker = Worker("entropy")
+
+    async def process(self, item: Item) -> Item:
+        return await self._worker.call(self._code, item)
+
+    def _code(self, item: Item) -> Item:
+        quantised: QuantisedFrame = item.data
+        start = time.perf_counter()
+        packet, _ = self.encoder.code(quantised, item.pts)
+        entropy_ms = 1e3 * (time.perf_counter() - start)
+        info = dict(item.info)
+        info.update(
+            bytes=PACKET_HEADER_SIZE + len(packet.payload),
+            entropy_ms=entropy_ms,
+            encode_ms=info.get("quantise_ms", 0.0) + entropy_ms,
+        )
         return Item(packet, item.pts, item.index, item.time_base, item.created, info)
 
     async def close(self) -> None:
         self._worker.close()
+
+
+def encode_stages(encoder: FrameEncoder, *, reconstruct: bool = False) -> list[Stage]:
+    """The stages that put ``encoder`` into a :class:`~streamcodec.pipeline.core.Pipeline`: networks, then
+    arithmetic coding, overlapping from frame to frame."""
+    return [QuantiseStage(encoder, reconstruct=reconstruct), EntropyStage(encoder)]
 
 
 class DecodeStage(Stage):
@@ -111,4 +150,4 @@ class DecodeStage(Stage):
         self._worker.close()
 
 
-__all__ = ["DecodeStage", "EncodeStage"]
+__all__ = ["DecodeStage", "EntropyStage", "QuantiseStage", "encode_stages"]
