@@ -25,15 +25,18 @@ from streamcodec.io import open_source as open_frames
 from streamcodec.pipeline import (
     CallbackSink,
     DecodeStage,
+    Item,
     IteratorSource,
     MediaSource,
     Pipeline,
     ScvFileSink,
+    ScvSource,
     SourceTimeoutError,
     TcpClientSource,
     TcpServerSink,
     TsSink,
     TsSource,
+    WorkerStage,
     encode_stages,
     open_source,
 )
@@ -196,6 +199,91 @@ def test_quantising_again_before_coding_under_rate_control_is_refused(warm_model
     packet, _ = encoder.code(first, 0)
     assert encoder.controller.last.real_bits == 8 * (bitstream.format.PACKET_HEADER_SIZE + len(packet.payload))
     encoder.code(encoder.quantise(drawn(1)), 1)  # in order again: fine
+
+
+# -- frame threads: several intra frames through the networks at once ------------------------------------------
+
+
+class Shuffled(WorkerStage):
+    """Takes longer over earlier items: with several in flight, later ones finish first."""
+
+    name = "shuffled"
+
+    def __init__(self, threads: int, fail_at: int | None = None) -> None:
+        super().__init__(threads)
+        self.fail_at = fail_at
+
+    async def process(self, item: Item) -> Item:
+        return await self._call(self._work, item)
+
+    def _work(self, item: Item) -> Item:
+        time.sleep(0.02 * (3 - item.index % 3))
+        if item.index == self.fail_at:
+            raise RuntimeError(f"item {item.index} failed")
+        return item
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_concurrent_stage_passes_results_on_in_order(threads: int) -> None:
+    async def main(stage):
+        out = []
+        source = IteratorSource(iter([drawn(i) for i in range(9)]), fps=25)
+        return await Pipeline(source, [stage], [CallbackSink(lambda item: out.append(item.index))]).run(), out
+
+    stats, order = run(main(Shuffled(threads)))
+    assert order == list(range(9)) and stats.stages[0].frames_out == 9
+    with pytest.raises(RuntimeError, match="item 4 failed"):
+        run(main(Shuffled(threads, fail_at=4)))
+
+
+def test_frame_threads_run_frames_at_once_and_change_no_byte(tmp_path: Path, warm_model, monkeypatch) -> None:
+    count = 6
+    frames = [drawn(i) for i in range(count)]
+    one_at_a_time = FrameEncoder(warm_model, W, H, 32)
+    reference = [one_at_a_time.encode(frame, i)[0] for i, frame in enumerate(frames)]
+    decoder = FrameDecoder(warm_model, one_at_a_time.header)
+    expected_images = [decoder.decode(p) for p in reference]
+
+    # Frame 2k's networks (encoding) or decoding finish only once frame 2k+1's have begun: with one thread
+    # each wait times out.
+    def paired(method: str) -> list[bool]:
+        started = [threading.Event() for _ in range(count)]
+        together: list[bool] = []
+        original = getattr(warm_model, method)
+
+        def hooked(*args, **kwargs):
+            k = next(i for i, e in enumerate(started) if not e.is_set())
+            started[k].set()
+            if k % 2 == 0:
+                together.append(started[k + 1].wait(20))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(warm_model, method, hooked)
+        return together
+
+    async def main(source, stages):
+        out = []
+        sink = CallbackSink(lambda item: out.append(item.data))
+        await Pipeline(source, stages, [sink]).run()
+        return out
+
+    encoded_together = paired("quantise_frame")
+    encoder = FrameEncoder(warm_model, W, H, 32)
+    packets = run(main(IteratorSource(iter(frames), fps=25), encode_stages(encoder, frame_threads=2)))
+    assert encoded_together == [True] * (count // 2)
+    assert [(p.pts, p.payload) for p in packets] == [(r.pts, r.payload) for r in reference]
+
+    with bitstream.open(tmp_path / "s.scv", "w", header=one_at_a_time.header) as writer:
+        for packet in reference:
+            writer.write(packet)
+    decoded_together = paired("decompress")
+    images = run(main(ScvSource(tmp_path / "s.scv"), [DecodeStage(decoder, frame_threads=2)]))
+    assert decoded_together == [True] * (count // 2)
+    assert all(np.array_equal(a, b) for a, b in zip(images, expected_images, strict=True))
+
+    controlled = FrameEncoder(warm_model, W, H, 32, controller=make_controller("abr", fps=25, bitrate="60k"))
+    with pytest.raises(ValueError, match="constant q"):
+        encode_stages(controlled, frame_threads=2)
 
 
 # -- live: drops, bounded latency ------------------------------------------------------------------------------

@@ -6,10 +6,18 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
-from ..bench import run_benchmark, synthetic_frame
+from ..bench import pipeline_throughput, run_benchmark, synthetic_frame
 from ..codec.registry import load_model, resolve_device
-from .common import add_model_options, configure_threads, parse_size, print_json
+from .common import (
+    add_model_options,
+    configure_threads,
+    parse_frame_threads,
+    parse_size,
+    print_json,
+    share_frame_threads,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rdo", type=int, choices=(0, 1, 2), default=0,
                    help="block-masked models (evc-s-rdo): RDO passes per frame (0: zero-pass variance mask)")
     p.add_argument("--coder-threads", type=int, default=4, help="entropy-coding threads (1: no thread pool)")
+    p.add_argument("--frame-threads", type=parse_frame_threads, default="auto", metavar="N",
+                   help="frames in flight in the pipeline's figures, as for `encode` (auto: 2 on a CPU, else 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 
@@ -44,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
     result = run_benchmark(model, image, frames=args.frames, qp=args.qp, rdo=args.rdo)
     result["coder_threads"] = args.coder_threads
+    torch_threads = torch.get_num_threads()
+    try:
+        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=False)
+        result["pipeline"] = pipeline_throughput(model, image, args.frames, qp=args.qp, frame_threads=frame_threads)
+    finally:
+        torch.set_num_threads(torch_threads)
     if args.json:
         print_json(result)
         return 0
@@ -53,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         r = result[side]
         stages = ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in r["stages"].items())
         print(f"{side}: {r['median_ms']:.1f} ms median, {r['p99_ms']:.1f} ms p99, {r['fps']:.1f} fps  ({stages} ms)")
-    overlapped = result["encode"]["overlapped"]
-    print(f"encode, coding overlapping the next frame's networks: {overlapped['median_ms']:.1f} ms, "
-          f"{overlapped['fps']:.1f} fps")
+    pipe = result["pipeline"]
+    print(f"pipeline ({pipe['frame_threads']} frame threads, coding overlapping the networks): encode "
+          f"{pipe['encode_fps']:.1f} fps, decode {pipe['decode_fps']:.1f} fps")
     print(f"network only: encode {result['network_only_ms']['encode']:.1f} ms, "
           f"decode {result['network_only_ms']['decode']:.1f} ms")
     return 0

@@ -32,6 +32,37 @@ def configure_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def parse_frame_threads(text: str) -> str | int:
+    """``--frame-threads``: ``auto`` or a count of at least 1."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a count of at least 1, got {text!r}")
+    return count
+
+
+def share_frame_threads(
+    requested: str | int, device: torch.device, *, live: bool, constant_q: bool = True, frames: int | None = None
+) -> int:
+    """The number of frames to code at once for ``--frame-threads``, with torch's threads shared among them
+    (the caller restores them afterwards). ``auto`` gives 2 on a CPU that has 2 or more torch threads, for a
+    file of more than one frame (``frames``, when known) at a constant q; else 1 (a rate controller takes frames
+    one by one; a live input puts latency first)."""
+    if requested == "auto":
+        sharable = device.type == "cpu" and torch.get_num_threads() >= 2
+        count = 2 if sharable and (frames is None or frames > 1) and constant_q and not live else 1
+    elif int(requested) > 1 and not constant_q:
+        raise ValueError("--frame-threads needs a constant q: a rate controller chooses each frame's q in turn")
+    else:
+        count = int(requested)
+    torch.set_num_threads(max(1, torch.get_num_threads() // count))
+    return count
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``WxH`` -> (W, H)."""
     try:

@@ -14,11 +14,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import torch
+
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
 from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, open_packet_source
-from .common import add_precision_option, configure_threads, print_json
+from .common import add_precision_option, configure_threads, print_json, share_frame_threads
 from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
 
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _decode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
+    torch_threads = torch.get_num_threads()  # frame threads share them while the pipeline runs
     on_error = "raise" if args.strict else "resync"
     source = open_packet_source(
         args.input,
@@ -64,10 +67,11 @@ async def _decode(args: argparse.Namespace) -> int:
             model.executor = ThreadPoolExecutor(2 if args.threads is None else args.threads)
         decoder = FrameDecoder(model, header)
         sink = FrameFileSink(args.output, header.width, header.height, header.fps, codec=args.vcodec)
+        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=bool(args.live))
     except BaseException:
         await source.close()
         raise
-    stage = DecodeStage(decoder, on_error="raise" if args.strict else "skip")
+    stage = DecodeStage(decoder, on_error="raise" if args.strict else "skip", frame_threads=frame_threads)
     pipeline = Pipeline(source, [stage], [sink], live=bool(args.live), queue_size=args.queue)
     record = FrameLog(args.stats)
 
@@ -79,6 +83,7 @@ async def _decode(args: argparse.Namespace) -> int:
         stats, interrupted = await drive(pipeline, "decode", show_progress(args))
     finally:
         record.close()
+        torch.set_num_threads(torch_threads)
     damage = list(source.damage)
     summary: dict[str, Any] = {
         "input": args.input,
@@ -88,6 +93,7 @@ async def _decode(args: argparse.Namespace) -> int:
         "height": header.height,
         "seconds": stats.elapsed,
         "fps": stats.fps,
+        "frame_threads": frame_threads,
         "complete": source.complete,
         "dropped": stats.dropped,
         "interrupted": interrupted,
@@ -95,7 +101,7 @@ async def _decode(args: argparse.Namespace) -> int:
             {"offset_start": d.offset_start, "offset_end": d.offset_end, "after_pts": d.after_pts, "reason": d.reason}
             for d in damage
         ],
-        "undecodable": [{"pts": pts, "reason": reason} for pts, reason in stage.undecodable],
+        "undecodable": [{"pts": pts, "reason": reason} for pts, reason in sorted(stage.undecodable)],
     }
     if args.json:
         print_json(summary)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import numpy as np
+import torch
 
 from ..codec.evc import DEFAULT_SUBSTREAMS
 from ..codec.masked import MaskedEVC
@@ -32,7 +33,14 @@ from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
 from ..io import open_source as open_frames
 from ..pipeline import Item, Pipeline, PipelineError, PipelineStats, encode_stages, open_packet_sink, open_source
-from .common import add_model_options, configure_threads, parse_size, print_json
+from .common import (
+    add_model_options,
+    configure_threads,
+    parse_frame_threads,
+    parse_size,
+    print_json,
+    share_frame_threads,
+)
 from .rc_options import add_rc_options, controller_from_args, rc_mode
 
 
@@ -73,6 +81,10 @@ def add_stream_options(p: argparse.ArgumentParser, encode: bool) -> None:
     g.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an input to open")
     g.add_argument("--read-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each read")
     g.add_argument("--queue", type=int, metavar="N", help="queue length between stages (default 4, live 2)")
+    g.add_argument("--frame-threads", type=parse_frame_threads, default="auto", metavar="N",
+                   help="frames coded at once, each in a thread of its own (frames are intra-coded; torch's "
+                        "--threads are shared among them); auto: 2 on a CPU for files"
+                        + (" at a constant q" if encode else "") + ", else 1")
     g.add_argument("--stats", metavar="FILE", help="write one JSON record per frame (pts, bytes, q, latency) to FILE")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="FFmpeg-like progress line on stderr (default: when stderr is a terminal)")
@@ -154,6 +166,7 @@ def _first_pass(args: argparse.Namespace, encoder: FrameEncoder) -> list[float]:
 
 async def _encode(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
+    torch_threads = torch.get_num_threads()  # frame threads share them while the pipeline runs
     check_quality(args.qp, "--qp")
     if args.two_pass and rc_mode(args) != "abr":
         raise ValueError("--two-pass is for abr (give a --bitrate)")
@@ -194,10 +207,13 @@ async def _encode(args: argparse.Namespace) -> int:
         for output in [args.output, *args.tee]:
             options = tcp_options(args) if output.startswith("tcp://") else {}
             sinks.append(open_packet_sink(output, encoder.header, **options))
+        frame_threads = share_frame_threads(
+            args.frame_threads, device, live=live, constant_q=encoder.controller is None, frames=source.frame_count
+        )
     except BaseException:
         await source.close()
         raise
-    stages = encode_stages(encoder, reconstruct=args.psnr)
+    stages = encode_stages(encoder, reconstruct=args.psnr, frame_threads=frame_threads)
     pipeline = Pipeline(source, stages, sinks, live=args.live, queue_size=args.queue)
     record = FrameLog(args.stats)
     psnrs: list[float] = []
@@ -215,6 +231,7 @@ async def _encode(args: argparse.Namespace) -> int:
         stats, interrupted = await drive(pipeline, "encode", progress)
     finally:
         record.close()
+        torch.set_num_threads(torch_threads)
     frames, nbytes = stats.frames, stats.sink.bytes
     pixels = frames * encoder.width * encoder.height
     summary: dict[str, Any] = {
@@ -225,6 +242,7 @@ async def _encode(args: argparse.Namespace) -> int:
         "rc": rc_mode(args),
         "first_pass_seconds": first_pass_seconds,
         "rdo": encoder.rdo if isinstance(model, MaskedEVC) else None,
+        "frame_threads": frame_threads,
         "frames": frames,
         "width": encoder.width,
         "height": encoder.height,

@@ -130,7 +130,7 @@ class FrameEncoder:
         )
         with self._coded:
             self._in_flight += 1
-        self.frame_index += 1
+            self.frame_index += 1
         return quantised
 
     def code(self, quantised: QuantisedFrame, pts: int) -> tuple[Packet, EncodedFrame]:

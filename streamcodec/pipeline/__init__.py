@@ -51,7 +51,7 @@ from .sources import (
     open_packet_source,
     open_source,
 )
-from .stages import DecodeStage, EntropyStage, QuantiseStage, encode_stages
+from .stages import DecodeStage, EntropyStage, QuantiseStage, WorkerStage, encode_stages
 
 __all__ = [
     "EOS",
@@ -85,6 +85,7 @@ __all__ = [
     "TsSink",
     "TsSource",
     "Worker",
+    "WorkerStage",
     "encode_stages",
     "open_packet_sink",
     "open_packet_source",

@@ -225,9 +225,14 @@ class Source(ABC):
 
 
 class Stage(ABC):
-    """A transformation of items: :meth:`process` returns the new item, or None to let it go."""
+    """A transformation of items: :meth:`process` returns the new item, or None to let it go.
+
+    The pipeline keeps up to :attr:`concurrency` calls of :meth:`process` in flight (items taken in order,
+    results passed on in the same order), for a stage that can work on several items at once.
+    """
 
     name = "stage"
+    concurrency = 1
 
     async def open(self) -> None:
         """Prepare; called once before the first item."""
@@ -556,16 +561,30 @@ class Pipeline:
     async def _run_stage(self, stage: Stage, index: int) -> None:
         hop = self.stats.stages[index]
         out = self._queues[index + 1]
-        while (item := await self._take(index, hop)) is not EOS:
-            hop.frames_in += 1
-            start = time.perf_counter()
-            result = await stage.process(item)
+        in_flight: deque[tuple[float, asyncio.Future[Item | None]]] = deque()
+
+        async def pass_oldest() -> None:
+            start, call = in_flight[0]
+            result = await call
+            in_flight.popleft()
             if result is None:
-                continue
+                return
             hop.frames_out += 1
             hop.record(time.perf_counter() - start)
             hop.bytes += int(result.info.get("bytes", 0))
             await out.put(result)
+
+        try:
+            while (item := await self._take(index, hop)) is not EOS:
+                hop.frames_in += 1
+                in_flight.append((time.perf_counter(), asyncio.ensure_future(stage.process(item))))
+                if len(in_flight) >= stage.concurrency:
+                    await pass_oldest()
+            while in_flight:
+                await pass_oldest()
+        finally:
+            for _, call in in_flight:
+                call.cancel()
         await out.put(EOS)
 
     async def _run_sinks(self) -> None:

@@ -5,17 +5,20 @@ rate controller's choice of q, hyperprior and prior) and :class:`EntropyStage` a
 the host into packets. Each has its own thread, so frame t is coded while the networks take frame t+1 and
 throughput is set by the slower of the two, not their sum; the packets are byte for byte those of
 :meth:`FrameEncoder.encode <streamcodec.codec.stream.FrameEncoder.encode>`. :class:`DecodeStage` is the mirror.
-One thread owns the model's device calls, so a GPU model keeps one stream, and the event loop never waits on
-the network.
+Every frame is intra-coded, so the networks of several frames may also run at once (``frame_threads``), as
+FFmpeg's frame threads do: on a CPU whose cores one frame's operators leave partly idle. The event loop never
+waits on the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,8 +31,30 @@ from .core import Item, Stage, Worker
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class QuantiseStage(Stage):
+
+class WorkerStage(Stage):
+    """A stage whose work runs in ``threads`` worker threads, items handed to them in turn: the pipeline keeps
+    that many items in flight and passes the results on in order. One thread keeps the calls in order; several
+    suit work on independent items (intra-coded frames) whose single calls leave cores idle."""
+
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"a stage needs at least one thread, not {threads}")
+        self.concurrency = threads
+        self._workers = [Worker(f"{self.name}-{i}" if threads > 1 else self.name) for i in range(threads)]
+        self._turn = itertools.count()
+
+    async def _call(self, fn: Callable[[Item], T], item: Item) -> T:
+        return await self._workers[next(self._turn) % len(self._workers)].call(fn, item)
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
+class QuantiseStage(WorkerStage):
     """RGB frames in, quantised frames (:class:`~streamcodec.codec.evc.QuantisedFrame`) out: the networks' half
     of encoding.
 
@@ -37,17 +62,23 @@ class QuantiseStage(Stage):
     (frames a live mailbox dropped are never converted). ``item.info`` gains ``q``, ``estimated_bits``,
     ``wait_ms`` (from capture to the start of this stage), ``quantise_ms`` and, with ``reconstruct``, ``mse``
     and ``psnr`` (dB, on the uint8 reconstruction).
+
+    ``frame_threads`` > 1 runs the networks of that many frames at once (frames are intra-coded, so independent;
+    on a CPU give each fewer torch threads): only at a constant q, since a rate controller picks each frame's q
+    from the real size of the one before.
     """
 
     name = "quantise"
 
-    def __init__(self, encoder: FrameEncoder, *, reconstruct: bool = False) -> None:
+    def __init__(self, encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1) -> None:
+        if frame_threads > 1 and encoder.controller is not None:
+            raise ValueError("frame threads need a constant q: a rate controller chooses each frame's q in turn")
+        super().__init__(frame_threads)
         self.encoder = encoder
         self.reconstruct = reconstruct
-        self._worker = Worker("quantise")
 
     async def process(self, item: Item) -> Item:
-        return await self._worker.call(self._quantise, item)
+        return await self._call(self._quantise, item)
 
     def _quantise(self, item: Item) -> Item:
         start = time.perf_counter()
@@ -68,11 +99,8 @@ class QuantiseStage(Stage):
             quantised = dataclasses.replace(quantised, x_hat=None)  # not carried through the next queue
         return Item(quantised, item.pts, item.index, item.time_base, item.created, info)
 
-    async def close(self) -> None:
-        self._worker.close()
 
-
-class EntropyStage(Stage):
+class EntropyStage(WorkerStage):
     """Quantised frames in, KEY (or KEY_MASKED) packets out: arithmetic coding, on the host.
 
     ``item.info`` gains ``bytes`` (packet size with its header), ``entropy_ms`` and ``encode_ms`` (the frame's
@@ -82,11 +110,11 @@ class EntropyStage(Stage):
     name = "entropy"
 
     def __init__(self, encoder: FrameEncoder) -> None:
+        super().__init__()
         self.encoder = encoder
-        self._worker = Worker("entropy")
 
     async def process(self, item: Item) -> Item:
-        return await self._worker.call(self._code, item)
+        return await self._call(self._code, item)
 
     def _code(self, item: Item) -> Item:
         quantised: QuantisedFrame = item.data
@@ -101,36 +129,35 @@ class EntropyStage(Stage):
         )
         return Item(packet, item.pts, item.index, item.time_base, item.created, info)
 
-    async def close(self) -> None:
-        self._worker.close()
+
+def encode_stages(encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1) -> list[Stage]:
+    """The stages that put ``encoder`` into a :class:`~streamcodec.pipeline.core.Pipeline`: networks (of
+    ``frame_threads`` frames at once, see :class:`QuantiseStage`), then arithmetic coding, overlapping from
+    frame to frame."""
+    return [QuantiseStage(encoder, reconstruct=reconstruct, frame_threads=frame_threads), EntropyStage(encoder)]
 
 
-def encode_stages(encoder: FrameEncoder, *, reconstruct: bool = False) -> list[Stage]:
-    """The stages that put ``encoder`` into a :class:`~streamcodec.pipeline.core.Pipeline`: networks, then
-    arithmetic coding, overlapping from frame to frame."""
-    return [QuantiseStage(encoder, reconstruct=reconstruct), EntropyStage(encoder)]
-
-
-class DecodeStage(Stage):
+class DecodeStage(WorkerStage):
     """Packets in, HxWx3 uint8 RGB frames out (``item.info`` gains ``decode_ms``).
 
     A packet that arrived intact but does not decode (:class:`~streamcodec.errors.CorruptStreamError`,
     :class:`~streamcodec.errors.DesyncError`) is skipped and listed in :attr:`undecodable` as (pts, reason), so
     the frames after it still come out; with ``on_error="raise"`` it stops the pipeline instead.
+    ``frame_threads`` > 1 decodes that many frames at once (every frame is intra-coded).
     """
 
     name = "decode"
 
-    def __init__(self, decoder: FrameDecoder, on_error: str = "skip") -> None:
+    def __init__(self, decoder: FrameDecoder, on_error: str = "skip", *, frame_threads: int = 1) -> None:
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        super().__init__(frame_threads)
         self.decoder = decoder
         self.on_error = on_error
         self.undecodable: list[tuple[int, str]] = []
-        self._worker = Worker("decode")
 
     async def process(self, item: Item) -> Item | None:
-        return await self._worker.call(self._decode, item)
+        return await self._call(self._decode, item)
 
     def _decode(self, item: Item) -> Item | None:
         start = time.perf_counter()
@@ -146,8 +173,5 @@ class DecodeStage(Stage):
         info["decode_ms"] = 1e3 * (time.perf_counter() - start)
         return Item(image, item.pts, item.index, item.time_base, item.created, info)
 
-    async def close(self) -> None:
-        self._worker.close()
 
-
-__all__ = ["DecodeStage", "EntropyStage", "QuantiseStage", "encode_stages"]
+__all__ = ["DecodeStage", "EntropyStage", "QuantiseStage", "WorkerStage", "encode_stages"]
