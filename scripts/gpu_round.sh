@@ -5,7 +5,7 @@
 # `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
-# bf16 transforms; empty: none), desync.json, gpu.scv.
+# bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight), desync.json, gpu.scv.
 # MODEL=evc-ss-rdo trains the block-masked model instead (init.safetensors may hold evc-ss weights: the shared
 # parts start from them; RANDOM_MASK_STEPS steps with random masks, then variance masks) and benchmarks it
 # with RDO passes RDO (0: zero-pass). Keep its fp32 shards apart from the plain model's.
@@ -18,7 +18,7 @@
 # (carry is 64 MiB in all with .traindata's 22: an L teacher is 35 MB in fp16, so carry it without init.safetensors.)
 set -uo pipefail
 TRAIN_SECONDS=${TRAIN_SECONDS:-420} DEVICE=${DEVICE:-cuda} DECODE=${DECODE:-cpu-1t,cpu-2t,cuda}
-SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50} HALF=${HALF-fp16}
+SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50} HALF=${HALF-fp16} FRAME_THREADS=${FRAME_THREADS:-2}
 MODEL=${MODEL:-evc-ss} RANDOM_MASK_STEPS=${RANDOM_MASK_STEPS:-3000} RDO=${RDO:-0}
 PHASE=${PHASE:-student} TEACHER=${TEACHER:-evc-ll} STUDENT=${STUDENT:-s} DECAY_STEPS=${DECAY_STEPS:-3000}
 TEACHER_SECONDS=${TEACHER_SECONDS:-$((TRAIN_SECONDS / 2))}
@@ -63,7 +63,8 @@ frame=$(ls .carry/frames/* | head -1)
 for precision in fp32 $HALF; do  # bench.json (fp32) and bench-$HALF.json (half-precision transforms)
   suffix=$([ "$precision" = fp32 ] || echo "-$precision")
   sc bench --device "$DEVICE" --model "$MODEL" "${rdo[@]}" --weights /tmp/model.safetensors --input "$frame" --size "$SIZE" \
-    --frames "$BENCH_FRAMES" --precision "$precision" --json > "$OUT/bench$suffix.json" 2>> "$OUT/train.log"
+    --frames "$BENCH_FRAMES" --precision "$precision" --frame-threads "$FRAME_THREADS" --json > "$OUT/bench$suffix.json" \
+    2>> "$OUT/train.log"
 done
 sc desync-check .carry/frames --model "$MODEL" --weights /tmp/model.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
   --decode "$DECODE" --save-stream "$OUT/gpu.scv" --json > "$OUT/desync.json" 2>> "$OUT/train.log"

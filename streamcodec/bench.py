@@ -8,7 +8,6 @@ while the networks take frame t+1, and several frames in flight with frame threa
 
 from __future__ import annotations
 
-import asyncio
 import io
 import itertools
 import platform
@@ -25,7 +24,7 @@ from .codec.evc import EVC
 from .codec.masked import MaskedEVC, MaskedFrame
 from .codec.quality import index_to_q, q_to_index
 from .codec.stream import FrameDecoder, FrameEncoder, to_image
-from .pipeline import CallbackSink, DecodeStage, IteratorSource, Pipeline, ScvSource, encode_stages
+from .pipeline import CallbackSink, DecodeStage, IteratorSource, Pipeline, ScvSource, Worker, encode_stages
 
 ENCODE_STAGES = ("upload", "analysis", "prior", "entropy_encode", "packet_write")
 #: Block-masked models choose the frame's mask (zero-pass variance mask or RDO search) after the analysis.
@@ -93,19 +92,25 @@ def _summary(times: dict[str, list[float]], stages: tuple[str, ...]) -> dict[str
     }
 
 
-def pipeline_throughput(
-    model: EVC, image: np.ndarray, frames: int = 20, warmup: int = 3, qp: float = 32, frame_threads: int = 1
+async def pipeline_throughput(
+    model: EVC,
+    image: np.ndarray,
+    frames: int = 20,
+    warmup: int = 3,
+    qp: float = 32,
+    frame_threads: int = 1,
+    worker: Worker | None = None,
 ) -> dict[str, Any]:
     """Frames per second through the pipeline as ``streamcodec encode`` and ``decode`` run it: frames -> the
     encode stages (arithmetic coding of frame t while the networks take frame t+1, ``frame_threads`` frames in
-    the networks at once) -> packets, then a ``.scv`` -> the decode stage (``frame_threads`` frames at once).
-    ``warmup`` frames go through first, untimed."""
+    the networks at once, the first in ``worker``) -> packets, then a ``.scv`` -> the decode stage (the same
+    threads). ``warmup`` frames go through first, untimed."""
     height, width = image.shape[:2]
     encoder = FrameEncoder(model, width, height, qp)
 
     async def encode(count: int) -> tuple[list[Packet], float]:
         packets: list[Packet] = []
-        stages = encode_stages(encoder, frame_threads=frame_threads)
+        stages = encode_stages(encoder, frame_threads=frame_threads, worker=worker)
         sink = CallbackSink(lambda item: packets.append(item.data))
         stats = await Pipeline(IteratorSource(itertools.repeat(image, count)), stages, [sink]).run()
         return packets, stats.fps
@@ -116,17 +121,15 @@ def pipeline_throughput(
             for packet in packets:
                 writer.write(packet)
         stream.seek(0)
-        stage = DecodeStage(FrameDecoder(model, encoder.header), on_error="raise", frame_threads=frame_threads)
+        decoder = FrameDecoder(model, encoder.header)
+        stage = DecodeStage(decoder, on_error="raise", frame_threads=frame_threads, worker=worker)
         stats = await Pipeline(ScvSource(stream), [stage], [CallbackSink(lambda item: None)]).run()
         return stats.fps
 
-    async def both() -> dict[str, Any]:
-        await decode((await encode(warmup))[0])
-        packets, encode_fps = await encode(frames)
-        return {"frame_threads": frame_threads, "encode_fps": round(encode_fps, 2),
-                "decode_fps": round(await decode(packets), 2)}
-
-    return asyncio.run(both())
+    await decode((await encode(warmup))[0])
+    packets, encode_fps = await encode(frames)
+    decode_fps = await decode(packets)
+    return {"frame_threads": frame_threads, "encode_fps": round(encode_fps, 2), "decode_fps": round(decode_fps, 2)}
 
 
 def run_benchmark(

@@ -123,6 +123,20 @@ def test_other_weights_are_refused(model: EVC, photo: np.ndarray, tmp_path) -> N
     assert FrameDecoder(model, encoder.header).decode(packet, 0).shape == photo.shape
 
 
+def test_loaded_model_has_its_coding_tables_and_new_weights_rebuild_them(photo: np.ndarray) -> None:
+    model = streamcodec.load_model("evc-s")
+    assert all(name in model.__dict__ for name in ("_z_bank", "_y_bank", "_exact_prior_cache"))  # by load_model
+    state = {k: v + 0.5 if k.startswith("z_density.biases") else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)  # the hyper-latent's density moves: its tables must follow
+    encoder = FrameEncoder(model, photo.shape[1], photo.shape[0], 20)
+    packet, _, x_hat = encoder.encode(photo, 0, reconstruct=True)
+    fresh = registry.create_model("evc-ss").eval()  # builds its tables from the same weights, on first use
+    fresh.load_state_dict(state)
+    fresh.weights_hash = model.weights_hash
+    decoded = FrameDecoder(fresh, encoder.header).decode(packet, 0)
+    assert np.abs(decoded.astype(int) - to_image(x_hat)).max() <= 1
+
+
 def test_wrong_size_frame_is_an_error(model: EVC, photo: np.ndarray) -> None:
     encoder = FrameEncoder(model, 64, 48, 20)
     with pytest.raises(ValueError, match="64x48"):

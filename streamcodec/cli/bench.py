@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..bench import pipeline_throughput, run_benchmark, synthetic_frame
 from ..codec.registry import load_model, resolve_device
+from ..pipeline import Worker
 from .common import (
     add_model_options,
     configure_threads,
@@ -49,17 +53,7 @@ def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    model = load_model(args.model, resolve_device(args.device), args.weights, args.precision)
-    model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
-    image = _load_image(args.input, args.size) if args.input else synthetic_frame(*args.size)
-    result = run_benchmark(model, image, frames=args.frames, qp=args.qp, rdo=args.rdo)
-    result["coder_threads"] = args.coder_threads
-    torch_threads = torch.get_num_threads()
-    try:
-        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=False)
-        result["pipeline"] = pipeline_throughput(model, image, args.frames, qp=args.qp, frame_threads=frame_threads)
-    finally:
-        torch.set_num_threads(torch_threads)
+    result = asyncio.run(_measure(args))
     if args.json:
         print_json(result)
         return 0
@@ -69,9 +63,38 @@ def run(args: argparse.Namespace) -> int:
         r = result[side]
         stages = ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in r["stages"].items())
         print(f"{side}: {r['median_ms']:.1f} ms median, {r['p99_ms']:.1f} ms p99, {r['fps']:.1f} fps  ({stages} ms)")
-    pipe = result["pipeline"]
-    print(f"pipeline ({pipe['frame_threads']} frame threads, coding overlapping the networks): encode "
-          f"{pipe['encode_fps']:.1f} fps, decode {pipe['decode_fps']:.1f} fps")
+    for pipe in result["pipeline"]:
+        print(f"pipeline, {pipe['frame_threads']} frame thread(s), coding overlapping the networks: encode "
+              f"{pipe['encode_fps']:.2f} fps, decode {pipe['decode_fps']:.2f} fps")
     print(f"network only: encode {result['network_only_ms']['encode']:.1f} ms, "
           f"decode {result['network_only_ms']['decode']:.1f} ms")
     return 0
+
+
+async def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure, with one thread loading the model and running its networks as ``encode`` does (see
+    :class:`~streamcodec.pipeline.stages.QuantiseStage`); frame threads add their own."""
+    model_thread = Worker("bench")
+    torch_threads = torch.get_num_threads()
+    try:
+        device = resolve_device(args.device)
+        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision)
+        model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
+        image = synthetic_frame(*args.size)
+        if args.input:  # OpenCV's resize runs on OpenMP too: in the same thread
+            image = await model_thread.call(_load_image, args.input, args.size)
+        result = await model_thread.call(functools.partial(
+            run_benchmark, model, image, frames=args.frames, qp=args.qp, rdo=args.rdo
+        ))  # fmt: skip
+        result["coder_threads"] = args.coder_threads
+        measure = functools.partial(pipeline_throughput, model, image, args.frames, qp=args.qp, worker=model_thread)
+        result["pipeline"] = [await measure()]  # one frame at a time
+        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=False)
+        if frame_threads > 1:  # and with frame threads, for the ratio in one run
+            await model_thread.call(torch.set_num_threads, torch.get_num_threads())
+            result["pipeline"].append(await measure(frame_threads=frame_threads))
+    finally:
+        model_thread.close()
+        torch.set_num_threads(torch_threads)
+    return result
+

@@ -9,7 +9,6 @@ raw rgb24 on stdout. Ctrl-C finishes the output cleanly; a second Ctrl-C quits a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
-from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, open_packet_source
+from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, Worker, open_packet_source
 from .common import add_precision_option, configure_threads, print_json, share_frame_threads
 from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
 
@@ -57,10 +56,11 @@ async def _decode(args: argparse.Namespace) -> int:
         on_error=on_error,
         token=args.token,
     )
+    model_thread = Worker("decode")  # loads the model and runs it (see QuantiseStage: torch's OpenMP teams)
     try:
         await source.open()
         header = source.header
-        model = await asyncio.to_thread(
+        model = await model_thread.call(
             load_model, header.model_name, resolve_device(args.device), args.weights, args.precision
         )
         if args.threads != 1:
@@ -68,10 +68,12 @@ async def _decode(args: argparse.Namespace) -> int:
         decoder = FrameDecoder(model, header)
         sink = FrameFileSink(args.output, header.width, header.height, header.fps, codec=args.vcodec)
         frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=bool(args.live))
+        await model_thread.call(torch.set_num_threads, torch.get_num_threads())  # its own count, per thread
     except BaseException:
+        model_thread.close()
         await source.close()
         raise
-    stage = DecodeStage(decoder, on_error="raise" if args.strict else "skip", frame_threads=frame_threads)
+    stage = DecodeStage(decoder, "raise" if args.strict else "skip", frame_threads=frame_threads, worker=model_thread)
     pipeline = Pipeline(source, [stage], [sink], live=bool(args.live), queue_size=args.queue)
     record = FrameLog(args.stats)
 
@@ -83,6 +85,7 @@ async def _decode(args: argparse.Namespace) -> int:
         stats, interrupted = await drive(pipeline, "decode", show_progress(args))
     finally:
         record.close()
+        model_thread.close()
         torch.set_num_threads(torch_threads)
     damage = list(source.damage)
     summary: dict[str, Any] = {

@@ -32,7 +32,16 @@ from ..codec.quality import Q_HIGHEST, Q_LOWEST, QP_MAX, check_quality
 from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameEncoder
 from ..io import open_source as open_frames
-from ..pipeline import Item, Pipeline, PipelineError, PipelineStats, encode_stages, open_packet_sink, open_source
+from ..pipeline import (
+    Item,
+    Pipeline,
+    PipelineError,
+    PipelineStats,
+    Worker,
+    encode_stages,
+    open_packet_sink,
+    open_source,
+)
 from .common import (
     add_model_options,
     configure_threads,
@@ -171,8 +180,13 @@ async def _encode(args: argparse.Namespace) -> int:
     if args.two_pass and rc_mode(args) != "abr":
         raise ValueError("--two-pass is for abr (give a --bitrate)")
     device = resolve_device(args.device)
-    # the model before a live input opens
-    model = await asyncio.to_thread(load_model, args.model, device, args.weights, args.precision)
+    # The model before a live input opens, loaded by the thread that will run its networks (see QuantiseStage).
+    model_thread = Worker("quantise")
+    try:
+        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision)
+    except BaseException:
+        model_thread.close()
+        raise
     if args.threads != 1:
         model.executor = ThreadPoolExecutor(max(2, min(args.substreams, args.threads or 4)))
     live_options: dict[str, Any] = {"realtime": args.realtime}
@@ -201,7 +215,7 @@ async def _encode(args: argparse.Namespace) -> int:
             if live:
                 raise ValueError("--two-pass needs a file input: a live source cannot be read twice")
             start = time.perf_counter()
-            first_pass = await asyncio.to_thread(_first_pass, args, encoder)
+            first_pass = await model_thread.call(_first_pass, args, encoder)
             first_pass_seconds = time.perf_counter() - start
             encoder.controller = controller_from_args(args, source.fps, first_pass)
         for output in [args.output, *args.tee]:
@@ -210,10 +224,12 @@ async def _encode(args: argparse.Namespace) -> int:
         frame_threads = share_frame_threads(
             args.frame_threads, device, live=live, constant_q=encoder.controller is None, frames=source.frame_count
         )
+        await model_thread.call(torch.set_num_threads, torch.get_num_threads())  # its own count, per thread
     except BaseException:
+        model_thread.close()
         await source.close()
         raise
-    stages = encode_stages(encoder, reconstruct=args.psnr, frame_threads=frame_threads)
+    stages = encode_stages(encoder, reconstruct=args.psnr, frame_threads=frame_threads, worker=model_thread)
     pipeline = Pipeline(source, stages, sinks, live=args.live, queue_size=args.queue)
     record = FrameLog(args.stats)
     psnrs: list[float] = []
@@ -231,6 +247,7 @@ async def _encode(args: argparse.Namespace) -> int:
         stats, interrupted = await drive(pipeline, "encode", progress)
     finally:
         record.close()
+        model_thread.close()
         torch.set_num_threads(torch_threads)
     frames, nbytes = stats.frames, stats.sink.bytes
     pixels = frames * encoder.width * encoder.height

@@ -228,9 +228,18 @@ class EVC(nn.Module):
         encoder, so it runs in float32 like the analysis transform."""
         return torch.round(self.hyper_encoder(y.float())).clamp(-Z_RADIUS, Z_RADIUS).double()
 
+    def prepare_coding(self) -> None:
+        """Build what coding needs (the coders' tables, the exact copies of the prior) now, in the calling
+        thread, instead of on the first frame: the first frame of a live stream is not delayed, and the work
+        (parallel torch operators) does not start a team of OpenMP threads in another thread (see
+        :class:`~streamcodec.pipeline.stages.QuantiseStage`)."""
+        self._z_bank, self._y_bank, self._exact_prior()  # noqa: B018 - built on first access
+
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        """As :meth:`torch.nn.Module.load_state_dict`, dropping the float64 copies of the old weights."""
+        """As :meth:`torch.nn.Module.load_state_dict`, dropping what was built from the old weights (the exact
+        copies of the prior, the hyper-latent's coding tables)."""
         self.__dict__.pop("_exact_prior_cache", None)
+        self.__dict__.pop("_z_bank", None)
         return super().load_state_dict(*args, **kwargs)
 
     def set_transform_dtype(self, dtype: torch.dtype) -> None:

@@ -276,6 +276,11 @@ class MaskedEVC(EVC):
             self.__dict__["_exact_levels_cache"] = cached
         return cached[1]
 
+    def prepare_coding(self) -> None:
+        """:meth:`EVC.prepare_coding`, and the exact copies of the level networks."""
+        super().prepare_coding()
+        self._exact_levels()
+
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
         self.__dict__.pop("_exact_levels_cache", None)
         return super().load_state_dict(*args, **kwargs)

@@ -105,4 +105,7 @@ def load_model(
     device = resolve_device(device)
     model = model.eval().to(device)
     model.set_transform_dtype(PRECISIONS[precision])
-    return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    model.prepare_coding()
+    return model

@@ -28,6 +28,7 @@ from .core import (
     SourceTimeoutError,
     Stage,
     Worker,
+    WorkerStage,
 )
 from .sinks import (
     CallbackSink,
@@ -51,7 +52,7 @@ from .sources import (
     open_packet_source,
     open_source,
 )
-from .stages import DecodeStage, EntropyStage, QuantiseStage, WorkerStage, encode_stages
+from .stages import DecodeStage, EntropyStage, QuantiseStage, encode_stages
 
 __all__ = [
     "EOS",

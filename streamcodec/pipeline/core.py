@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import logging
 import queue
 import threading
@@ -242,6 +243,31 @@ class Stage(ABC):
 
     async def close(self) -> None:
         """Release resources. Idempotent."""
+
+
+class WorkerStage(Stage):
+    """A stage whose work runs in ``threads`` worker threads, items handed to them in turn: the pipeline keeps
+    that many items in flight and passes the results on in order. One thread keeps the calls in order; several
+    suit work on independent items (intra-coded frames) whose single calls leave cores idle.
+
+    ``worker``, when given, is the first of them (e.g. the thread that loaded a model, see
+    :class:`~streamcodec.pipeline.stages.QuantiseStage`); its owner closes it, the stage closes its own.
+    """
+
+    def __init__(self, threads: int = 1, worker: Worker | None = None) -> None:
+        if threads < 1:
+            raise ValueError(f"a stage needs at least one thread, not {threads}")
+        self.concurrency = threads
+        self._own = [Worker(f"{self.name}-{i}" if threads > 1 else self.name) for i in range(threads - bool(worker))]
+        self._workers = ([worker] if worker else []) + self._own
+        self._turn = itertools.count()
+
+    async def _call(self, fn: Callable[[Item], T], item: Item) -> T:
+        return await self._workers[next(self._turn) % len(self._workers)].call(fn, item)
+
+    async def close(self) -> None:
+        for worker in self._own:
+            worker.close()
 
 
 class Sink(ABC):
@@ -621,4 +647,5 @@ __all__ = [
     "SourceTimeoutError",
     "Stage",
     "Worker",
+    "WorkerStage",
 ]

@@ -13,12 +13,10 @@ waits on the model.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -27,31 +25,9 @@ from ..codec.evc import QuantisedFrame
 from ..codec.quality import index_to_q
 from ..codec.stream import FrameDecoder, FrameEncoder, to_image, to_tensor
 from ..errors import CorruptStreamError, DesyncError
-from .core import Item, Stage, Worker
+from .core import Item, Stage, Worker, WorkerStage
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class WorkerStage(Stage):
-    """A stage whose work runs in ``threads`` worker threads, items handed to them in turn: the pipeline keeps
-    that many items in flight and passes the results on in order. One thread keeps the calls in order; several
-    suit work on independent items (intra-coded frames) whose single calls leave cores idle."""
-
-    def __init__(self, threads: int = 1) -> None:
-        if threads < 1:
-            raise ValueError(f"a stage needs at least one thread, not {threads}")
-        self.concurrency = threads
-        self._workers = [Worker(f"{self.name}-{i}" if threads > 1 else self.name) for i in range(threads)]
-        self._turn = itertools.count()
-
-    async def _call(self, fn: Callable[[Item], T], item: Item) -> T:
-        return await self._workers[next(self._turn) % len(self._workers)].call(fn, item)
-
-    async def close(self) -> None:
-        for worker in self._workers:
-            worker.close()
 
 
 class QuantiseStage(WorkerStage):
@@ -65,15 +41,20 @@ class QuantiseStage(WorkerStage):
 
     ``frame_threads`` > 1 runs the networks of that many frames at once (frames are intra-coded, so independent;
     on a CPU give each fewer torch threads): only at a constant q, since a rate controller picks each frame's q
-    from the real size of the one before.
+    from the real size of the one before. ``worker`` is the thread to run them in (the first, with frame
+    threads): on a CPU, best the one that loaded the model. torch's OpenMP keeps a team of threads per thread
+    that ran a parallel operator, and once the teams outnumber the cores every operator pays for waking its
+    team (measured here: a 64k-element multiply 7.7 us alone, 42-46 us after another thread had run torch).
     """
 
     name = "quantise"
 
-    def __init__(self, encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1) -> None:
+    def __init__(
+        self, encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1, worker: Worker | None = None
+    ) -> None:
         if frame_threads > 1 and encoder.controller is not None:
             raise ValueError("frame threads need a constant q: a rate controller chooses each frame's q in turn")
-        super().__init__(frame_threads)
+        super().__init__(frame_threads, worker)
         self.encoder = encoder
         self.reconstruct = reconstruct
 
@@ -130,11 +111,14 @@ class EntropyStage(WorkerStage):
         return Item(packet, item.pts, item.index, item.time_base, item.created, info)
 
 
-def encode_stages(encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1) -> list[Stage]:
+def encode_stages(
+    encoder: FrameEncoder, *, reconstruct: bool = False, frame_threads: int = 1, worker: Worker | None = None
+) -> list[Stage]:
     """The stages that put ``encoder`` into a :class:`~streamcodec.pipeline.core.Pipeline`: networks (of
-    ``frame_threads`` frames at once, see :class:`QuantiseStage`), then arithmetic coding, overlapping from
-    frame to frame."""
-    return [QuantiseStage(encoder, reconstruct=reconstruct, frame_threads=frame_threads), EntropyStage(encoder)]
+    ``frame_threads`` frames at once, the first in ``worker`` if given: see :class:`QuantiseStage`), then
+    arithmetic coding, overlapping from frame to frame."""
+    quantise = QuantiseStage(encoder, reconstruct=reconstruct, frame_threads=frame_threads, worker=worker)
+    return [quantise, EntropyStage(encoder)]
 
 
 class DecodeStage(WorkerStage):
@@ -148,10 +132,12 @@ class DecodeStage(WorkerStage):
 
     name = "decode"
 
-    def __init__(self, decoder: FrameDecoder, on_error: str = "skip", *, frame_threads: int = 1) -> None:
+    def __init__(
+        self, decoder: FrameDecoder, on_error: str = "skip", *, frame_threads: int = 1, worker: Worker | None = None
+    ) -> None:
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        super().__init__(frame_threads)
+        super().__init__(frame_threads, worker)
         self.decoder = decoder
         self.on_error = on_error
         self.undecodable: list[tuple[int, str]] = []
@@ -174,4 +160,4 @@ class DecodeStage(WorkerStage):
         return Item(image, item.pts, item.index, item.time_base, item.created, info)
 
 
-__all__ = ["DecodeStage", "EntropyStage", "QuantiseStage", "WorkerStage", "encode_stages"]
+__all__ = ["DecodeStage", "EntropyStage", "QuantiseStage", "encode_stages"]
