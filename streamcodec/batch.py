@@ -38,7 +38,7 @@ from .codec.evc import DEFAULT_SUBSTREAMS, EVC
 from .codec.registry import load_model
 from .codec.stream import FrameEncoder
 from .errors import StreamError
-from .pipeline import IteratorSource, Pipeline, ScvFileSink, encode_stages, open_source
+from .pipeline import IteratorSource, Pipeline, ScvFileSink, Worker, encode_stages, open_source
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +243,15 @@ def run_task(task: Task, settings: EncodeSettings) -> TaskResult:
         raise TaskError(f"{type(error).__name__}: {error}") from None
 
 
+@lru_cache(maxsize=1)
+def _model_thread() -> Worker:
+    """The process's thread that loads its model and runs the networks of every task (see QuantiseStage)."""
+    return Worker("quantise")
+
+
 @lru_cache(maxsize=2)
 def _model(name: str, weights: Path | None, device: str, threads: int) -> EVC:
-    """The worker's model, loaded once per process (workers run many tasks)."""
+    """The worker's model, loaded once per process (workers run many tasks), in :func:`_model_thread`."""
     torch.set_num_threads(threads)
     model = load_model(name, device, weights)
     if threads > 1:
@@ -262,7 +268,7 @@ async def _encode(task: Task, settings: EncodeSettings) -> TaskResult:
         source = IteratorSource(frames, fps=chunk.fps or 25, time_base=chunk.time_base, name=str(task.input))
     try:
         await source.open()  # first: a bad input fails before the model loads
-        model = _model(settings.model, settings.weights, settings.device, settings.threads)
+        model = await _model_thread().call(_model, settings.model, settings.weights, settings.device, settings.threads)
         fps = source.fps if chunk is None else chunk.fps  # the probed rate: every chunk's header the same
         controller = settings.controller(fps) if settings.controller is not None else None
         encoder = FrameEncoder(
@@ -271,7 +277,8 @@ async def _encode(task: Task, settings: EncodeSettings) -> TaskResult:
     except BaseException:
         await source.close()
         raise
-    stats = await Pipeline(source, encode_stages(encoder), [ScvFileSink(task.output, encoder.header)]).run()
+    stages = encode_stages(encoder, worker=_model_thread())
+    stats = await Pipeline(source, stages, [ScvFileSink(task.output, encoder.header)]).run()
     if chunk is not None and stats.frames != chunk.frames:
         raise ValueError(f"chunk {chunk.number} of {task.input} has {stats.frames} frames, not {chunk.frames}")
     return TaskResult(stats.frames, stats.elapsed)
