@@ -67,8 +67,13 @@ def test_frame_threads_code_the_same_bytes_and_refuse_rate_control(tmp_path: Pat
     threads = torch.get_num_threads()
     common = ("--frames", "4", "--scale", "96x64", "--json")
     # each frame on one torch thread either way: 2 frames x 1 thread, or 1 frame x 1 thread
-    assert run_cli("encode", SAMPLE, tmp_path / "a.scv", *common, "--threads", "2", "--frame-threads", "2") == 0
+    stats = tmp_path / "a.jsonl"
+    assert run_cli("encode", SAMPLE, tmp_path / "a.scv", *common, "--threads", "2", "--frame-threads", "2",
+                   "--stats", stats) == 0
     assert json.loads(capsys.readouterr().out)["frame_threads"] == 2
+    records = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [r["pts"] for r in records] == sorted(r["pts"] for r in records) and len(records) == 4
+    assert all(r["encode_ms"] == pytest.approx(r["quantise_ms"] + r["entropy_ms"], abs=0.01) for r in records)
     assert run_cli("encode", SAMPLE, tmp_path / "b.scv", *common, "--threads", "1", "--frame-threads", "auto") == 0
     assert json.loads(capsys.readouterr().out)["frame_threads"] == 1  # auto: one thread cannot be shared
     assert (tmp_path / "a.scv").read_bytes() == (tmp_path / "b.scv").read_bytes()

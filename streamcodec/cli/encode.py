@@ -299,6 +299,10 @@ def show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress) or sys.stderr.isatty()
 
 
+#: Per-frame figures of ``item.info`` that ``--stats`` records (ms: the stages' times; psnr with ``--psnr``).
+RECORDED = ("estimated_bits", "wait_ms", "quantise_ms", "entropy_ms", "encode_ms", "decode_ms", "sink_ms", "psnr")
+
+
 class FrameLog:
     """``--stats FILE``: one JSON object per frame, flushed at once (a killed run keeps its records)."""
 
@@ -318,7 +322,7 @@ class FrameLog:
             "latency_ms": round(1e3 * (time.perf_counter() - item.created), 3),
             "dropped": stats.dropped,
         }
-        for key in ("estimated_bits", "wait_ms", "encode_ms", "decode_ms", "sink_ms", "psnr"):
+        for key in RECORDED:
             if key in item.info:
                 record[key] = round(item.info[key], 3)
         self._file.write(json.dumps(record) + "\n")
