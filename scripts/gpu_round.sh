@@ -5,7 +5,8 @@
 # `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
-# bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight), desync.json, gpu.scv.
+# bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight), desync.json, gpu.scv,
+# and with DESYNC_VIDEOS (carry the 1080p clips in .carry/video) desync-many.json: latents checked across devices.
 # MODEL=evc-ss-rdo trains the block-masked model instead (init.safetensors may hold evc-ss weights: the shared
 # parts start from them; RANDOM_MASK_STEPS steps with random masks, then variance masks) and benchmarks it
 # with RDO passes RDO (0: zero-pass). Keep its fp32 shards apart from the plain model's.
@@ -69,4 +70,13 @@ done
 sc desync-check .carry/frames --model "$MODEL" --weights /tmp/model.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
   --decode "$DECODE" --save-stream "$OUT/gpu.scv" --json > "$OUT/desync.json" 2>> "$OUT/train.log"
 
+if [ -n "${DESYNC_VIDEOS:-}" ]; then  # issue 10's 1,000-frame count: GPU-encoded, latents checked on the host's CPUs
+  # e.g. DESYNC_VIDEOS=".carry/video/pan_1080p.mp4 .carry/video/cockatoo_up1080.mp4 .carry/video/mmtracking_street_1920x1080.mp4"
+  # (233 frames) x 5 qualities = 1,165 coded 1080p frames; about 1 min to encode and 4-5 min to check on 16 cores:
+  # give TRAIN_SECONDS=0 or a short burst in the same call.
+  sc desync-check $DESYNC_VIDEOS --model "$MODEL" --weights /tmp/model.safetensors --frames 1000 --scale "$SIZE" \
+    --qps "${DESYNC_QPS:-0,16,32,48,63}" --encode "$DEVICE" --decode "${DESYNC_DECODE:-cpu-2t}" --latents-only \
+    --workers "${DESYNC_WORKERS:-8}" --json > "$OUT/desync-many.json" 2>> "$OUT/train.log"
+  cat "$OUT/desync-many.json"
+fi
 cat "$OUT/bench.json" "$OUT/desync.json"; tail -5 "$OUT/train.log"

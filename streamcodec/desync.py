@@ -6,6 +6,10 @@ may differ between setups; every frame whose latents then fail their checksum co
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,38 +64,52 @@ def desync_check(
     decode_setups: list[Setup],
     model_name: str = "evc-s",
     weights: Path | None = None,
-    qp: float = 32,
+    qps: Sequence[float] = (32,),
     save_stream: Path | None = None,
+    latents_only: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Encode ``images`` under each encode setup and decode under each decode setup.
+    """Encode ``images`` at each of ``qps`` under each encode setup and decode under each decode setup.
 
-    Returns, per (encode, decode) pair, the number of desynced frames, of bit-exact reconstructions and the
-    largest pixel difference from the encoder's own reconstruction among frames that did decode.
+    Returns, per (encode, decode) pair, the number of frames coded and desynced and, unless ``latents_only``
+    (which checks the latents' checksum without running the synthesis transform, and keeps no reconstructions),
+    the number of bit-exact reconstructions and the largest pixel difference from the encoder's own among
+    frames that did decode. ``workers`` > 1 decodes in that many processes (CPU setups; frames of one size).
     ``save_stream`` keeps the first encode setup's stream, to decode it on another machine.
     """
+    if workers > 1 and not latents_only:
+        raise ValueError("decoding in worker processes checks latents only (latents_only=True)")
     pairs = []
     for enc_setup in encode_setups:
         previous = _with_threads(enc_setup)
         model = _model(enc_setup, model_name, weights)
         coded = []
-        for i, image in enumerate(images):
-            encoder = FrameEncoder(model, image.shape[1], image.shape[0], qp)
-            packet, _, x_hat = encoder.encode(image, i, reconstruct=True)
-            coded.append((encoder.header, packet, to_image(x_hat)))
+        for image, q in itertools.product(images, qps):
+            encoder = FrameEncoder(model, image.shape[1], image.shape[0], q)
+            packet, _, x_hat = encoder.encode(image, len(coded), reconstruct=not latents_only)
+            coded.append((encoder.header, packet, None if x_hat is None else to_image(x_hat)))
         torch.set_num_threads(previous)
         if save_stream is not None and enc_setup is encode_setups[0]:
-            with bitstream.open(save_stream, "w", header=coded[0][0]) as out:
-                for header, packet, _ in coded:
-                    if header != coded[0][0]:
-                        raise ValueError("--save-stream needs frames of one size")
-                    out.write(packet)
+            _write_stream(save_stream, coded)
         for dec_setup in decode_setups:
+            if workers > 1:
+                with tempfile.TemporaryDirectory() as tmp:
+                    stream = _write_stream(Path(tmp) / "coded.scv", coded)
+                    jobs = [(stream, k, workers, dec_setup, model_name, weights) for k in range(workers)]
+                    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                        desynced = sum(pool.map(_desynced_share, jobs))
+                pairs.append(_pair(enc_setup, dec_setup, len(coded), desynced))
+                continue
             previous = _with_threads(dec_setup)
             dec_model = _model(dec_setup, model_name, weights)
             desynced, exact, max_diff = 0, 0, 0
             for i, (header, packet, reference) in enumerate(coded):
+                decoder = FrameDecoder(dec_model, header)
                 try:
-                    out_image = FrameDecoder(dec_model, header).decode(packet, i)
+                    if latents_only:
+                        decoder.check_latents(packet, i)
+                        continue
+                    out_image = decoder.decode(packet, i)
                 except DesyncError:
                     desynced += 1
                     continue
@@ -99,15 +117,42 @@ def desync_check(
                 exact += diff == 0
                 max_diff = max(max_diff, diff)
             torch.set_num_threads(previous)
-            pairs.append(
-                {
-                    "encode": enc_setup.name,
-                    "decode": dec_setup.name,
-                    "frames": len(coded),
-                    "desynced": desynced,
-                    "bit_exact": exact,
-                    "max_abs_diff": max_diff,
-                }
-            )
+            pair = _pair(enc_setup, dec_setup, len(coded), desynced)
+            if not latents_only:
+                pair.update(bit_exact=exact, max_abs_diff=max_diff)
+            pairs.append(pair)
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
-    return {"sizes": sizes, "qp": qp, "pairs": pairs}
+    return {"sizes": sizes, "qps": list(qps), "latents_only": latents_only, "pairs": pairs}
+
+
+def _pair(enc_setup: Setup, dec_setup: Setup, frames: int, desynced: int) -> dict[str, Any]:
+    return {"encode": enc_setup.name, "decode": dec_setup.name, "frames": frames, "desynced": desynced}
+
+
+def _write_stream(path: Path, coded: list[tuple[Any, Any, Any]]) -> Path:
+    """The coded packets as one ``.scv`` stream (their frames must share one size)."""
+    with bitstream.open(path, "w", header=coded[0][0]) as out:
+        for header, packet, _ in coded:
+            if header.width != coded[0][0].width or header.height != coded[0][0].height:
+                raise ValueError("a saved stream (and decoding in workers) needs frames of one size")
+            out.write(packet)
+    return path
+
+
+def _desynced_share(job: tuple[Path, int, int, Setup, str, Path | None]) -> int:
+    """In a worker process: check the latents of every ``count``-th packet from the ``share``-th, under
+    ``setup``; return how many desynced."""
+    stream, share, count, setup, model_name, weights = job
+    _with_threads(setup)
+    model = _model(setup, model_name, weights)
+    desynced = 0
+    with bitstream.open(stream) as reader:
+        decoder = FrameDecoder(model, reader.header)
+        for i, packet in enumerate(reader):
+            if i % count != share:
+                continue
+            try:
+                decoder.check_latents(packet, i)
+            except DesyncError:
+                desynced += 1
+    return desynced

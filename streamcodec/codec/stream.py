@@ -190,16 +190,31 @@ class FrameDecoder:
 
     def decode_tensor(self, packet: Packet, frame_number: int | None = None) -> torch.Tensor:
         """Decode a KEY or KEY_MASKED packet to a (1, 3, H, W) tensor on the model's device."""
-        where = f"frame {frame_number} (pts {packet.pts})" if frame_number is not None else f"pts {packet.pts}"
-        decompress = self.model.decompress
-        if packet.type is PacketType.KEY_MASKED:
-            if not isinstance(self.model, MaskedEVC):
-                raise CorruptStreamError(f"{where}: a KEY_MASKED packet, but {self.model.name!r} has no block masks")
-            decompress = self.model.decompress_masked
+        masked, where = self._kind(packet, frame_number)
+        decompress = self.model.decompress_masked if masked else self.model.decompress
         try:
             return decompress(packet.payload, self.header.height, self.header.width, packet.q_index)
         except DesyncError as exc:
             raise DesyncError(f"{where}: {exc}", frame=frame_number) from None
+
+    def check_latents(self, packet: Packet, frame_number: int | None = None) -> None:
+        """Entropy-decode a packet's latents and check their checksum, without the synthesis transform: raises
+        as :meth:`decode_tensor` would for a damaged or desynchronised frame (a cheap cross-device check)."""
+        masked, where = self._kind(packet, frame_number)
+        decode = self.model.decode_masked if masked else self.model.decode_latents
+        try:
+            with torch.inference_mode():
+                decode(packet.payload, self.header.height, self.header.width)
+        except DesyncError as exc:
+            raise DesyncError(f"{where}: {exc}", frame=frame_number) from None
+
+    def _kind(self, packet: Packet, frame_number: int | None) -> tuple[bool, str]:
+        """Whether ``packet`` is block-masked (refused if this model has no masks), and how errors name it."""
+        where = f"frame {frame_number} (pts {packet.pts})" if frame_number is not None else f"pts {packet.pts}"
+        masked = packet.type is PacketType.KEY_MASKED
+        if masked and not isinstance(self.model, MaskedEVC):
+            raise CorruptStreamError(f"{where}: a KEY_MASKED packet, but {self.model.name!r} has no block masks")
+        return masked, where
 
     def decode(self, packet: Packet, frame_number: int | None = None) -> np.ndarray:
         """Decode a packet to an HxWx3 uint8 RGB image."""
