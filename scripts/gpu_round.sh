@@ -2,7 +2,8 @@
 # One GPU loan in one device call: a training burst, the 1080p benchmark, and a GPU-encode -> CPU-decode check.
 #
 # Prepared here (see README "Training"): .whl/ (constriction, crc32c wheels for cp312), .traindata/ (JPEG crops,
-# `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume), .carry/frames/ (1080p frames).
+# `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume, if not the shipped ones, which travel
+# with the tree), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
 # bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight), desync.json, gpu.scv,
@@ -23,6 +24,7 @@ SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50} HALF=${HALF-fp16} FRAME
 MODEL=${MODEL:-evc-ss} RANDOM_MASK_STEPS=${RANDOM_MASK_STEPS:-3000} RDO=${RDO:-0}
 PHASE=${PHASE:-student} TEACHER=${TEACHER:-evc-ll} STUDENT=${STUDENT:-s} DECAY_STEPS=${DECAY_STEPS:-3000}
 TEACHER_SECONDS=${TEACHER_SECONDS:-$((TRAIN_SECONDS / 2))}
+INIT=.carry/init.safetensors; [ -f "$INIT" ] || INIT=streamcodec/codec/weights/evc-ss.safetensors
 case "$MODEL" in *-rdo) masked=(--random-mask-steps "$RANDOM_MASK_STEPS"); rdo=(--rdo "$RDO");; *) masked=(); rdo=();; esac
 if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1 DEVICE=cpu DECODE=cpu-1t SIZE=320x192 CROP=64 BATCH=2 ...: a CPU dry run
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -37,7 +39,7 @@ train() {  # one training run with its own checkpoint, exported as fp32 shards
 teacher=.carry/teacher.safetensors decay_seconds=$TRAIN_SECONDS
 case "$PHASE" in
   student)
-    train --model "$MODEL" "${masked[@]}" --init-weights .carry/init.safetensors --warmup 300 \
+    train --model "$MODEL" "${masked[@]}" --init-weights "$INIT" --warmup 300 \
       --time-limit "$TRAIN_SECONDS" --checkpoint /tmp/run/checkpoint.pt --export "$OUT/w.safetensors" ;;
   teacher|teacher+maskdecay)
     [ "$PHASE" = teacher ] && TEACHER_SECONDS=$TRAIN_SECONDS
@@ -57,7 +59,7 @@ case "$PHASE" in
   teacher) MODEL=$TEACHER ;;
 esac
 if [ "$PHASE" = teacher ]; then cp /tmp/teacher.safetensors /tmp/model.safetensors
-else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp .carry/init.safetensors /tmp/model.safetensors
+else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp "$INIT" /tmp/model.safetensors
 fi
 
 frame=$(ls .carry/frames/* | head -1)

@@ -17,6 +17,7 @@ import torch
 
 import streamcodec
 from streamcodec import bitstream
+from streamcodec.bitstream.format import PACKET_HEADER_SIZE
 from streamcodec.codec.quality import index_to_q
 from streamcodec.io import open_source
 from streamcodec.ratecontrol import ABRController, CBRController
@@ -130,8 +131,9 @@ def test_capture_of_what_is_not_a_stream(tmp_path: Path) -> None:
 
 
 def bits_per_frame(data: bytes) -> float:
+    """Mean packet size in bits, header included: what a rate controller's bitrate counts."""
     with bitstream.open(io.BytesIO(data)) as stream:
-        sizes = [len(packet.payload) for packet in stream]
+        sizes = [PACKET_HEADER_SIZE + len(packet.payload) for packet in stream]
     return 8 * sum(sizes) / len(sizes)
 
 
