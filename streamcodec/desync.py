@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import bitstream
+from .bitstream import Packet, StreamHeader
 from .codec.registry import load_model
 from .codec.stream import FrameDecoder, FrameEncoder, to_image
 from .errors import DesyncError
@@ -102,14 +103,15 @@ def desync_check(
                 continue
             previous = _with_threads(dec_setup)
             dec_model = _model(dec_setup, model_name, weights)
+            if latents_only:
+                desynced = _latent_desyncs(dec_model, ((i, h, p) for i, (h, p, _) in enumerate(coded)))
+                pairs.append(_pair(enc_setup, dec_setup, len(coded), desynced))
+                torch.set_num_threads(previous)
+                continue
             desynced, exact, max_diff = 0, 0, 0
             for i, (header, packet, reference) in enumerate(coded):
-                decoder = FrameDecoder(dec_model, header)
                 try:
-                    if latents_only:
-                        decoder.check_latents(packet, i)
-                        continue
-                    out_image = decoder.decode(packet, i)
+                    out_image = FrameDecoder(dec_model, header).decode(packet, i)
                 except DesyncError:
                     desynced += 1
                     continue
@@ -118,9 +120,7 @@ def desync_check(
                 max_diff = max(max_diff, diff)
             torch.set_num_threads(previous)
             pair = _pair(enc_setup, dec_setup, len(coded), desynced)
-            if not latents_only:
-                pair.update(bit_exact=exact, max_abs_diff=max_diff)
-            pairs.append(pair)
+            pairs.append({**pair, "bit_exact": exact, "max_abs_diff": max_diff})
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
     return {"sizes": sizes, "qps": list(qps), "latents_only": latents_only, "pairs": pairs}
 
@@ -145,14 +145,16 @@ def _desynced_share(job: tuple[Path, int, int, Setup, str, Path | None]) -> int:
     stream, share, count, setup, model_name, weights = job
     _with_threads(setup)
     model = _model(setup, model_name, weights)
-    desynced = 0
     with bitstream.open(stream) as reader:
-        decoder = FrameDecoder(model, reader.header)
-        for i, packet in enumerate(reader):
-            if i % count != share:
-                continue
-            try:
-                decoder.check_latents(packet, i)
-            except DesyncError:
-                desynced += 1
+        return _latent_desyncs(model, ((i, reader.header, p) for i, p in enumerate(reader) if i % count == share))
+
+
+def _latent_desyncs(model: Any, packets: Iterable[tuple[int, StreamHeader, Packet]]) -> int:
+    """How many of the numbered packets' latents fail their checksum under ``model`` (no synthesis)."""
+    desynced = 0
+    for i, header, packet in packets:
+        try:
+            FrameDecoder(model, header).check_latents(packet, i)
+        except DesyncError:
+            desynced += 1
     return desynced

@@ -87,11 +87,12 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             run_benchmark, model, image, frames=args.frames, qp=args.qp, rdo=args.rdo
         ))  # fmt: skip
         result["coder_threads"] = args.coder_threads
-        measure = functools.partial(pipeline_throughput, model, image, args.frames, qp=args.qp, worker=model_thread)
+        measure = functools.partial(
+            pipeline_throughput, model, image, args.frames, qp=args.qp, worker=model_thread, rdo=args.rdo
+        )
         result["pipeline"] = [await measure()]  # one frame at a time
-        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=False)
+        frame_threads = await share_frame_threads(args.frame_threads, model_thread, device, live=False)
         if frame_threads > 1:  # and with frame threads, for the ratio in one run
-            await model_thread.call(torch.set_num_threads, torch.get_num_threads())
             result["pipeline"].append(await measure(frame_threads=frame_threads))
     finally:
         model_thread.close()

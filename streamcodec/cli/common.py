@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..codec.registry import PRECISIONS
+from ..pipeline import Worker
 
 
 def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "evc-s", precision: bool = True) -> None:
@@ -45,13 +46,20 @@ def parse_frame_threads(text: str) -> str | int:
     return count
 
 
-def share_frame_threads(
-    requested: str | int, device: torch.device, *, live: bool, constant_q: bool = True, frames: int | None = None
+async def share_frame_threads(
+    requested: str | int,
+    model_thread: Worker,
+    device: torch.device,
+    *,
+    live: bool,
+    constant_q: bool = True,
+    frames: int | None = None,
 ) -> int:
     """The number of frames to code at once for ``--frame-threads``, with torch's threads shared among them
-    (the caller restores them afterwards). ``auto`` gives 2 on a CPU that has 2 or more torch threads, for a
-    file of more than one frame (``frames``, when known) at a constant q; else 1 (a rate controller takes frames
-    one by one; a live input puts latency first)."""
+    (the caller restores them afterwards), in this thread and in ``model_thread``, which has run torch already
+    (OpenMP's count is kept per thread). ``auto`` gives 2 on a CPU that has 2 or more torch threads, for a file
+    of more than one frame (``frames``, when known) at a constant q; else 1 (a rate controller takes frames one
+    by one; a live input puts latency first)."""
     if requested == "auto":
         sharable = device.type == "cpu" and torch.get_num_threads() >= 2
         count = 2 if sharable and (frames is None or frames > 1) and constant_q and not live else 1
@@ -59,7 +67,9 @@ def share_frame_threads(
         raise ValueError("--frame-threads needs a constant q: a rate controller chooses each frame's q in turn")
     else:
         count = int(requested)
-    torch.set_num_threads(max(1, torch.get_num_threads() // count))
+    per_frame = max(1, torch.get_num_threads() // count)
+    torch.set_num_threads(per_frame)
+    await model_thread.call(torch.set_num_threads, per_frame)
     return count
 
 

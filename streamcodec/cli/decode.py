@@ -67,8 +67,9 @@ async def _decode(args: argparse.Namespace) -> int:
             model.executor = ThreadPoolExecutor(2 if args.threads is None else args.threads)
         decoder = FrameDecoder(model, header)
         sink = FrameFileSink(args.output, header.width, header.height, header.fps, codec=args.vcodec)
-        frame_threads = share_frame_threads(args.frame_threads, model.q_basic.device, live=bool(args.live))
-        await model_thread.call(torch.set_num_threads, torch.get_num_threads())  # its own count, per thread
+        frame_threads = await share_frame_threads(
+            args.frame_threads, model_thread, model.q_basic.device, live=bool(args.live)
+        )
     except BaseException:
         model_thread.close()
         await source.close()

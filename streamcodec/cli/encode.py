@@ -221,10 +221,10 @@ async def _encode(args: argparse.Namespace) -> int:
         for output in [args.output, *args.tee]:
             options = tcp_options(args) if output.startswith("tcp://") else {}
             sinks.append(open_packet_sink(output, encoder.header, **options))
-        frame_threads = share_frame_threads(
-            args.frame_threads, device, live=live, constant_q=encoder.controller is None, frames=source.frame_count
-        )
-        await model_thread.call(torch.set_num_threads, torch.get_num_threads())  # its own count, per thread
+        frame_threads = await share_frame_threads(
+            args.frame_threads, model_thread, device, live=live, constant_q=encoder.controller is None,
+            frames=source.frame_count,
+        )  # fmt: skip
     except BaseException:
         model_thread.close()
         await source.close()

@@ -102,7 +102,7 @@ class Latents:
     q_step: torch.Tensor
     bits: torch.Tensor
 
-    def symbols(self) -> Symbols:
+    def host_symbols(self) -> Symbols:
         """The integer symbols and table indexes, copied to the host."""
         return Symbols(
             self.z_sym.to(torch.int32).cpu().numpy().ravel(),
@@ -381,7 +381,7 @@ class EVC(nn.Module):
         lat = self.quantise(features, q)
         estimate = float(lat.bits) + framing_bits(len(lat.sym1), substreams)
         x_hat = self.synthesise(lat.y_hat_s, lat.q_step, q, h, w) if reconstruct else None
-        return QuantisedFrame(lat.symbols(), q_index, h, w, substreams, estimate, x_hat)
+        return QuantisedFrame(lat.host_symbols(), q_index, h, w, substreams, estimate, x_hat)
 
     def code_frame(self, frame: QuantisedFrame) -> EncodedFrame:
         """Arithmetic-code a quantised frame into its payload (host work only)."""
