@@ -100,13 +100,14 @@ async def pipeline_throughput(
     qp: float = 32,
     frame_threads: int = 1,
     worker: Worker | None = None,
+    rdo: int = 0,
 ) -> dict[str, Any]:
     """Frames per second through the pipeline as ``streamcodec encode`` and ``decode`` run it: frames -> the
     encode stages (arithmetic coding of frame t while the networks take frame t+1, ``frame_threads`` frames in
     the networks at once, the first in ``worker``) -> packets, then a ``.scv`` -> the decode stage (the same
-    threads). ``warmup`` frames go through first, untimed."""
+    threads). ``warmup`` frames go through first, untimed; a block-masked model's frames take ``rdo`` passes."""
     height, width = image.shape[:2]
-    encoder = FrameEncoder(model, width, height, qp)
+    encoder = FrameEncoder(model, width, height, qp, rdo=rdo)
 
     async def encode(count: int) -> tuple[list[Packet], float]:
         packets: list[Packet] = []
