@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from streamcodec.cli import main
 from streamcodec.io import open_sink
 from streamcodec.train import TrainConfig, Trainer, load_weights, save_weights
 from streamcodec.train.card import build_card, data_manifest_hash
+from streamcodec.train.data import CropSampler, detail
 
 
 @pytest.fixture()
@@ -72,6 +75,32 @@ def test_bf16_autocast_trains_the_transforms_in_bf16_on_the_cpu(images: Path, tm
     assert dtypes == [torch.bfloat16, torch.float32] * 2  # the entropy model stays fp32
     assert trainer.segments[-1]["precision"] == "bf16" and math.isfinite(trainer.train_step()["loss"])
     assert Trainer(config(images), tmp_path / "g.pt", torch.device("cpu")).bf16 is False  # CPU default: fp32
+
+
+def test_crop_candidates_pick_the_most_detailed_crop(tmp_path: Path) -> None:
+    folder = tmp_path / "flat_and_noise"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(folder / "flat.png"), np.full((96, 96, 3), 128, np.uint8))
+    cv2.imwrite(str(folder / "noise.png"), noise)
+
+    def flat_patches(candidates: int) -> int:
+        sampler = CropSampler(folder, 32, seed=3, candidates=candidates)
+        patches = torch.cat([sampler.batch(step, 8) for step in range(8)])
+        return int((patches.flatten(1).float().std(1) == 0).sum())
+
+    plain, best_of_4 = flat_patches(1), flat_patches(4)
+    assert 16 <= plain <= 48  # half of 64 patches, give or take
+    assert best_of_4 < plain / 4  # flat only when all 4 candidates came from the flat image (1 in 16)
+    assert detail(noise) > 100 and detail(np.full((8, 8, 3), 7, np.uint8)) == 0
+    # a run's crop candidates are part of its config and may change when it resumes
+    trainer = Trainer(config(folder, crop_candidates=4), tmp_path / "d.pt", torch.device("cpu"))
+    trainer.run(steps=1, log=lambda _: None)
+    assert trainer.sampler.candidates == 4 and trainer.segments[-1]["crop_candidates"] == 4
+    resumed = Trainer.resume_or_start(config(folder), tmp_path / "d.pt", torch.device("cpu"), {"crop_candidates": 2})
+    assert resumed.sampler.candidates == 2
+    with pytest.raises(ValueError, match="candidates"):
+        CropSampler(folder, 32, candidates=0)
 
 
 def test_time_limit_stops_and_saves(images: Path, tmp_path: Path) -> None:

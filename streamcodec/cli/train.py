@@ -15,7 +15,9 @@ from ..train.loop import DISTORTION_LAMBDAS
 from ..train.maskdecay import MaskDecayConfig, load_teacher
 
 #: Options that may change when a run resumes (the rest of the config comes from the checkpoint).
-RESUMABLE = ("data", "crop", "batch", "lr", "log_every", "save_every_s", "warmup", "random_mask_steps")
+RESUMABLE = (
+    "data", "crop", "crop_candidates", "batch", "lr", "log_every", "save_every_s", "warmup", "random_mask_steps"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="evc-ss")
     p.add_argument("--data", default="../shared/data/train", help="folder of training images")
     p.add_argument("--crop", type=int)
+    p.add_argument("--crop-candidates", type=int,
+                   help="each crop is the most detailed of this many random crops (default 1; 3 makes the "
+                        "training photos' crops about as hard to code as Kodak's)")
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup", type=int, help="learning-rate ramp (steps) at the start of this run")

@@ -32,25 +32,44 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-class CropSampler:
-    """Random ``crop`` x ``crop`` patches, flipped at random, from images held in memory."""
+def detail(patch: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels of an HxWxC uint8 patch (0 for a flat patch)."""
+    p = patch.astype(np.int16)
+    return float(np.abs(np.diff(p, axis=0)).mean() + np.abs(np.diff(p, axis=1)).mean())
 
-    def __init__(self, folder: Path, crop: int, seed: int = 0) -> None:
+
+class CropSampler:
+    """Random ``crop`` x ``crop`` patches, flipped at random, from images held in memory.
+
+    With ``candidates`` > 1 each patch is the most detailed (:func:`detail`) of that many random crops. The
+    training photos are smoother than the photos a codec is judged on: JPEG at quality 20 reaches a median
+    32.6 dB on random 128x128 crops of ``../shared/data/train`` against 29.1 dB on Kodak's; the best of 3 crops
+    gives 28.8 dB (10th/90th percentiles 25.4/33.8 dB against Kodak's 25.5/34.1).
+    """
+
+    def __init__(self, folder: Path, crop: int, seed: int = 0, candidates: int = 1) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, not {candidates}")
         self.crop = crop
         self.seed = seed
+        self.candidates = candidates
         self.images = [im for im in map(read_rgb, image_files(folder)) if min(im.shape[:2]) >= crop]
         if not self.images:
             raise ValueError(f"no image in {folder} is at least {crop}x{crop}")
+
+    def _random_crop(self, rng: np.random.Generator) -> np.ndarray:
+        im = self.images[rng.integers(len(self.images))]
+        top = rng.integers(im.shape[0] - self.crop + 1)
+        left = rng.integers(im.shape[1] - self.crop + 1)
+        return im[top : top + self.crop, left : left + self.crop]
 
     def batch(self, step: int, size: int) -> torch.Tensor:
         """Batch ``step``: uint8 tensor (size, 3, crop, crop), NCHW-contiguous."""
         rng = np.random.default_rng([self.seed, step])
         out = np.empty((size, self.crop, self.crop, 3), dtype=np.uint8)
         for i in range(size):
-            im = self.images[rng.integers(len(self.images))]
-            top = rng.integers(im.shape[0] - self.crop + 1)
-            left = rng.integers(im.shape[1] - self.crop + 1)
-            patch = im[top : top + self.crop, left : left + self.crop]
+            crops = [self._random_crop(rng) for _ in range(self.candidates)]
+            patch = max(crops, key=detail) if self.candidates > 1 else crops[0]
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
             if rng.random() < 0.5:

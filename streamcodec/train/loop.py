@@ -48,6 +48,8 @@ class TrainConfig:
     model: str = "evc-ss"
     data: str = "../shared/data/train"
     crop: int = 128
+    #: Each crop is the most detailed of this many random crops (1: plain random crops).
+    crop_candidates: int = 1
     batch: int = 8
     lr: float = 1.5e-4
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
@@ -94,7 +96,7 @@ class Trainer:
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.sampler = CropSampler(Path(cfg.data), cfg.crop, cfg.seed)
+        self.sampler = CropSampler(Path(cfg.data), cfg.crop, cfg.seed, cfg.crop_candidates)
         if isinstance(self.model, MaskedEVC):
             self.model.calibrate_masks(self.sampler.images)
         self.step = 0
@@ -286,6 +288,7 @@ class Trainer:
                 "seconds": round(time.monotonic() - start, 1),
                 "batch": self.cfg.batch,
                 "crop": self.cfg.crop,
+                "crop_candidates": self.cfg.crop_candidates,
                 "lr": self.cfg.lr,
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             }
