@@ -6,7 +6,9 @@
 # with the tree), .carry/frames/ (1080p frames).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
-# bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight), desync.json, gpu.scv,
+# bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight),
+# bench-$HALF-compiled.json (the same transforms as torch.compile graphs in mode COMPILE, default "default";
+# "reduce-overhead" adds CUDA graphs; empty: not measured), desync.json, gpu.scv,
 # and with DESYNC_VIDEOS (carry the 1080p clips in .carry/video) desync-many.json: latents checked across devices.
 # MODEL=evc-ss-rdo trains the block-masked model instead (init.safetensors may hold evc-ss weights: the shared
 # parts start from them; RANDOM_MASK_STEPS steps with random masks, then variance masks) and benchmarks it
@@ -21,6 +23,7 @@
 set -uo pipefail
 TRAIN_SECONDS=${TRAIN_SECONDS:-420} DEVICE=${DEVICE:-cuda} DECODE=${DECODE:-cpu-1t,cpu-2t,cuda}
 SIZE=${SIZE:-1920x1080} BENCH_FRAMES=${BENCH_FRAMES:-50} HALF=${HALF-fp16} FRAME_THREADS=${FRAME_THREADS:-2}
+COMPILE=${COMPILE-default}
 MODEL=${MODEL:-evc-ss} RANDOM_MASK_STEPS=${RANDOM_MASK_STEPS:-3000} RDO=${RDO:-0}
 PHASE=${PHASE:-student} TEACHER=${TEACHER:-evc-ll} STUDENT=${STUDENT:-s} DECAY_STEPS=${DECAY_STEPS:-3000}
 TEACHER_SECONDS=${TEACHER_SECONDS:-$((TRAIN_SECONDS / 2))}
@@ -33,7 +36,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 sc() { python3 -m streamcodec "$@"; }
 
 train() {  # one training run with its own checkpoint, exported as fp32 shards
-  sc train --device "$DEVICE" --data .traindata --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr 2e-4 \
+  sc train --device "$DEVICE" --data .traindata --crop "${CROP:-256}" --crop-candidates "${CROP_CANDIDATES:-1}" \
+    --batch "${BATCH:-16}" --lr 2e-4 \
     --log-every "${LOG_EVERY:-200}" --save-every 1e9 --export-dtype fp32 --shard-mb 15 "$@" 2>&1 | tee -a "$OUT/train.log"
 }
 teacher=.carry/teacher.safetensors decay_seconds=$TRAIN_SECONDS
@@ -63,11 +67,14 @@ else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp "$INIT" 
 fi
 
 frame=$(ls .carry/frames/* | head -1)
-for precision in fp32 $HALF; do  # bench.json (fp32) and bench-$HALF.json (half-precision transforms)
-  suffix=$([ "$precision" = fp32 ] || echo "-$precision")
+# bench.json (fp32), bench-$HALF.json (half-precision transforms), bench-$HALF-compiled.json (those as
+# torch.compile graphs in mode COMPILE; empty: not measured)
+for setting in fp32 $HALF ${COMPILE:+${HALF:-fp32}+compiled}; do
+  precision=${setting%+compiled} suffix=$([ "$setting" = fp32 ] || echo "-${setting/+/-}") compile=()
+  [ "$setting" = "$precision" ] || compile=(--compile "$COMPILE")
   sc bench --device "$DEVICE" --model "$MODEL" "${rdo[@]}" --weights /tmp/model.safetensors --input "$frame" --size "$SIZE" \
-    --frames "$BENCH_FRAMES" --precision "$precision" --frame-threads "$FRAME_THREADS" --json > "$OUT/bench$suffix.json" \
-    2>> "$OUT/train.log"
+    --frames "$BENCH_FRAMES" --precision "$precision" "${compile[@]}" --frame-threads "$FRAME_THREADS" --json \
+    > "$OUT/bench$suffix.json" 2>> "$OUT/train.log"
 done
 sc desync-check .carry/frames --model "$MODEL" --weights /tmp/model.safetensors --frames 4 --scale "$SIZE" --encode "$DEVICE" \
   --decode "$DECODE" --save-stream "$OUT/gpu.scv" --json > "$OUT/desync.json" 2>> "$OUT/train.log"

@@ -86,6 +86,25 @@ def test_frame_threads_code_the_same_bytes_and_refuse_rate_control(tmp_path: Pat
     assert "--frame-threads needs a constant q" in capsys.readouterr().err
 
 
+def test_compiled_transforms_code_streams_the_plain_decoder_reads(tmp_path: Path, capsys) -> None:
+    # torch.compile (inductor: generated C++ on a CPU) fuses the transforms' operators, so pixels and latents may
+    # round apart from eager ones; the entropy path is not compiled, so either side decodes the other's stream.
+    common = ("--frames", "3", "--scale", "64x48", "--psnr", "--json")
+    assert run_cli("encode", SAMPLE, tmp_path / "c.scv", *common, "--compile", "default") == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert run_cli("encode", SAMPLE, tmp_path / "e.scv", *common) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert compiled["frames"] == 3 and abs(compiled["psnr"] - eager["psnr"]) < 0.05
+    assert abs(compiled["bytes"] / eager["bytes"] - 1) < 0.02
+    assert run_cli("decode", tmp_path / "c.scv", tmp_path / "c.y4m", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 3
+    assert run_cli("decode", tmp_path / "e.scv", tmp_path / "e.y4m", "--compile", "default", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 3
+    with pytest.raises(SystemExit):
+        run_cli("encode", SAMPLE, tmp_path / "x.scv", "--compile", "fastest")
+    assert "invalid choice: 'fastest'" in capsys.readouterr().err
+
+
 def test_pipes_stdin_to_stdout(tmp_path: Path) -> None:
     src = write_png(tmp_path / "in.png", synthetic_frame(64, 48, seed=2))
     cmd = [sys.executable, "-m", "streamcodec"]
@@ -167,6 +186,7 @@ def test_bench_json_reports_every_stage_and_the_pipelines_rates(model, capsys) -
     assert [p["frame_threads"] for p in bench["pipeline"]] == [1, 2]  # one frame at a time, then two
     assert all(p["encode_fps"] > 0 and p["decode_fps"] > 0 for p in bench["pipeline"])
     assert 0 < bench["network_only_ms"]["encode"] < bench["encode"]["median_ms"]
+    assert (bench["precision"], bench["compile"], bench["coder_threads"]) == ("fp32", None, 1)
 
 
 def test_unknown_model_is_one_line(tmp_path: Path, capsys) -> None:

@@ -167,6 +167,41 @@ def test_payload_at_another_size_stops_at_the_hyper_latent(model: EVC, photo: np
         model.decompress(frame.payload, 1024, 1024, frame.q_index)
 
 
+def test_compiled_transforms_run_in_place_of_the_modules(model: EVC, photo: np.ndarray) -> None:
+    graphs, outputs = [], []
+
+    def backend(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # runs the captured graph as is
+        graphs.append(graph)
+
+        def run(*args: torch.Tensor):
+            outputs.append(graph(*args))
+            return outputs[-1]
+
+        return run
+
+    compiled = streamcodec.load_model("evc-s", device="cpu")
+    compiled.compile_transforms("default", backend=backend)
+    h, w = photo.shape[:2]
+    x = to_tensor(photo, "cpu")
+    frame, x_hat = compiled.compress(x, 32, reconstruct=True)
+    assert len(graphs) == 2 and len(outputs) == 2  # analysis and synthesis, each captured once and run
+    reference, reference_hat = model.compress(x, 32, reconstruct=True)
+    assert frame.payload == reference.payload and torch.equal(x_hat, reference_hat)
+    assert torch.equal(compiled.decompress(frame.payload, h, w, frame.q_index), x_hat)
+    assert compiled.state_dict().keys() == model.state_dict().keys()  # weights files stay the same
+    with torch.inference_mode():  # as the codec runs it
+        features = compiled.analyse(x)
+        assert len(graphs) == 2 and features.data_ptr() == outputs[-1][0].data_ptr()  # the graph's own output
+        # CUDA-graph modes copy the output out of the memory the next replay overwrites
+        compiled.compile_transforms("reduce-overhead", backend=backend)
+        runs = len(outputs)
+        features = compiled.analyse(x)
+    assert len(outputs) == runs + 1 and features.data_ptr() != outputs[-1][0].data_ptr()
+    assert torch.equal(features, outputs[-1][0])
+    with pytest.raises(ValueError, match="compile mode must be one of"):
+        compiled.compile_transforms("fastest")
+
+
 def test_bf16_transforms_keep_streams_decodable_everywhere(model: EVC, photo: np.ndarray) -> None:
     # the transforms' precision moves only pixels: the entropy path is exact, so either side may use either
     fast = streamcodec.load_model("evc-s", device="cpu", precision="bf16")

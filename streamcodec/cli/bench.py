@@ -15,6 +15,7 @@ from ..bench import pipeline_throughput, run_benchmark, synthetic_frame
 from ..codec.registry import load_model, resolve_device
 from ..pipeline import Worker
 from .common import (
+    add_compile_option,
     add_model_options,
     configure_threads,
     parse_frame_threads,
@@ -27,6 +28,7 @@ from .common import (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark encode/decode speed", description=__doc__)
     add_model_options(p)
+    add_compile_option(p)
     p.add_argument("--size", type=parse_size, default=(1920, 1080), help="frame size WxH (default 1920x1080)")
     p.add_argument("--input", help="an image to code (resized to --size); default a synthetic frame")
     p.add_argument("--frames", type=int, default=20, help="timed frames (after 3 warm-up frames)")
@@ -78,7 +80,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     torch_threads = torch.get_num_threads()
     try:
         device = resolve_device(args.device)
-        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision)
+        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision, args.compile)
         model.executor = ThreadPoolExecutor(args.coder_threads) if args.coder_threads > 1 else None
         image = synthetic_frame(*args.size)
         if args.input:  # OpenCV's resize runs on OpenMP too: in the same thread
@@ -86,7 +88,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         result = await model_thread.call(functools.partial(
             run_benchmark, model, image, frames=args.frames, qp=args.qp, rdo=args.rdo
         ))  # fmt: skip
-        result["coder_threads"] = args.coder_threads
+        result.update(precision=args.precision, compile=args.compile, coder_threads=args.coder_threads)
         measure = functools.partial(
             pipeline_throughput, model, image, args.frames, qp=args.qp, worker=model_thread, rdo=args.rdo
         )

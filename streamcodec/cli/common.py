@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..codec.evc import COMPILE_MODES
 from ..codec.registry import PRECISIONS
 from ..pipeline import Worker
 
@@ -26,6 +27,12 @@ def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "e
 def add_precision_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="dtype of the analysis and synthesis transforms (the entropy path stays exact; default fp32)")
+
+
+def add_compile_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", choices=COMPILE_MODES, metavar="MODE",
+                   help="run the analysis and synthesis transforms as torch.compile graphs in this mode "
+                        f"({', '.join(COMPILE_MODES)}); built on the first frame (tens of seconds)")
 
 
 def configure_threads(threads: int | None) -> None:

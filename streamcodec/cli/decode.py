@@ -19,7 +19,7 @@ from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
 from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, Worker, open_packet_source
-from .common import add_precision_option, configure_threads, print_json, share_frame_threads
+from .common import add_compile_option, add_precision_option, configure_threads, print_json, share_frame_threads
 from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
 
 
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="weights file to use instead of the shipped ones")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     add_precision_option(p)
+    add_compile_option(p)
     p.add_argument("--threads", type=int, help="CPU threads for torch and entropy decoding")
     p.add_argument("--strict", action="store_true", help="stop at the first damaged byte instead of resyncing")
     p.add_argument("--vcodec", choices=("h264", "ffv1"), default="h264", help="codec of a video output (default h264)")
@@ -61,7 +62,7 @@ async def _decode(args: argparse.Namespace) -> int:
         await source.open()
         header = source.header
         model = await model_thread.call(
-            load_model, header.model_name, resolve_device(args.device), args.weights, args.precision
+            load_model, header.model_name, resolve_device(args.device), args.weights, args.precision, args.compile
         )
         if args.threads != 1:
             model.executor = ThreadPoolExecutor(2 if args.threads is None else args.threads)

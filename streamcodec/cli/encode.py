@@ -43,6 +43,7 @@ from ..pipeline import (
     open_source,
 )
 from .common import (
+    add_compile_option,
     add_model_options,
     configure_threads,
     parse_frame_threads,
@@ -63,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="image, folder, video file, -, URL, /dev/videoN or lavfi:GRAPH")
     p.add_argument("output", help=".scv file, - for stdout, tcp://HOST:PORT, udp://HOST:PORT or a .ts file")
     add_model_options(p)
+    add_compile_option(p)
     p.add_argument("--qp", type=float, default=32,
                    help=f"quality 0..{QP_MAX} (trained range; {Q_LOWEST:g}..{Q_HIGHEST:g} extrapolated), higher is "
                         "better (default 32)")
@@ -183,7 +185,7 @@ async def _encode(args: argparse.Namespace) -> int:
     # The model before a live input opens, loaded by the thread that will run its networks (see QuantiseStage).
     model_thread = Worker("quantise")
     try:
-        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision)
+        model = await model_thread.call(load_model, args.model, device, args.weights, args.precision, args.compile)
     except BaseException:
         model_thread.close()
         raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,6 +41,10 @@ PAD_MULTIPLE = 64
 PAYLOAD_VERSION = 5
 #: The dtypes the analysis and synthesis transforms may run in at inference, by their ``--precision`` names.
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: ``torch.compile`` modes of :meth:`EVC.compile_transforms`, and those that also capture CUDA graphs.
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+Transform = Callable[[torch.Tensor], torch.Tensor]
 #: Default number of independent sub-streams per coding step of y.
 DEFAULT_SUBSTREAMS = 4
 #: Fewest symbols per sub-stream: below this a sub-stream's fixed cost (length field, final ANS word)
@@ -150,6 +154,9 @@ class EVC(nn.Module):
         self.executor: Executor | None = None
         #: dtype of the analysis and synthesis transforms at inference (:meth:`set_transform_dtype`)
         self.transform_dtype = torch.float32
+        #: The compiled (analysis, synthesis) transforms that run at inference instead of the modules, if any
+        #: (:meth:`compile_transforms`)
+        self._compiled: tuple[Transform, Transform] | None = None
         #: Set by :func:`~streamcodec.codec.registry.load_model`: registry name, FourCC, weights identity.
         self.name = ""
         self.codec_id = ""
@@ -253,13 +260,32 @@ class EVC(nn.Module):
         self.synthesis.to(dtype)
         self.transform_dtype = dtype
 
+    def compile_transforms(self, mode: str = "default", backend: str = "inductor") -> None:
+        """Run the inference transforms through ``torch.compile`` (``mode`` of :data:`COMPILE_MODES`): one fused
+        graph per frame size, built on the first frame of that size. Only the analysis and synthesis transforms
+        are compiled; the entropy-parameter path stays the exact eager code, so streams do not change format and
+        decode with or without compiling. Call after :meth:`set_transform_dtype`."""
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+        options = {"mode": mode} if backend == "inductor" else {}
+        analysis = torch.compile(self.analysis, backend=backend, dynamic=False, **options)
+        synthesis = torch.compile(self.synthesis, backend=backend, dynamic=False, **options)
+        if mode in CUDA_GRAPH_MODES:
+            # A CUDA graph's output lives in memory its next replay overwrites, and the frame before may still
+            # be in the prior or the entropy stage: copy it out.
+            self._compiled = (lambda x: analysis(x).clone(), lambda x: synthesis(x).clone())
+        else:
+            self._compiled = (analysis, synthesis)
+
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """Analysis transform of an image (1, 3, H, W) in [0, 1], padded as coding needs."""
-        return self.analysis(pad_to_multiple(x).to(self.transform_dtype)).float()
+        analysis = self._compiled[0] if self._compiled else self.analysis
+        return analysis(pad_to_multiple(x).to(self.transform_dtype)).float()
 
     def synthesise_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Synthesis transform of the unscaled latent, in :attr:`transform_dtype`; float32 out."""
-        return self.synthesis(latent.to(self.transform_dtype)).float()
+        synthesis = self._compiled[1] if self._compiled else self.synthesis
+        return synthesis(latent.to(self.transform_dtype)).float()
 
     def quantise(self, features: torch.Tensor, q: float) -> Latents:
         """Quantise the analysis ``features`` at quality ``q`` through the hyperprior and dual prior."""

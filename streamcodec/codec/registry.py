@@ -79,10 +79,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def load_model(
-    name: str = "evc-s", device: str | torch.device = "cpu", weights: Path | None = None, precision: str = "fp32"
+    name: str = "evc-s",
+    device: str | torch.device = "cpu",
+    weights: Path | None = None,
+    precision: str = "fp32",
+    compile: str | None = None,
 ) -> EVC:
     """Load a model with trained weights, in eval mode on ``device`` (``auto``: see :func:`resolve_device`),
-    its transforms in ``precision`` (:data:`PRECISIONS`; see :meth:`EVC.set_transform_dtype`).
+    its transforms in ``precision`` (:data:`PRECISIONS`; see :meth:`EVC.set_transform_dtype`) and, with a
+    ``compile`` mode, compiled (:meth:`EVC.compile_transforms`).
 
     ``weights`` overrides the shipped file (e.g. a freshly exported one). Names without shipped weights
     raise :class:`ModelNotFoundError` saying which models have weights. On the CPU the weights are kept
@@ -90,7 +95,10 @@ def load_model(
     320x256 on 2 cores); the entropy parameters do not depend on the layout (see :mod:`.exact`).
     """
     with _one_torch_thread():
-        return _load(canonical_name(name), weights, device, precision)
+        model = _load(canonical_name(name), weights, device, precision)
+    if compile is not None:
+        model.compile_transforms(compile)
+    return model
 
 
 @contextmanager
