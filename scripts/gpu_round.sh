@@ -36,7 +36,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 sc() { python3 -m streamcodec "$@"; }
 
 train() {  # one training run with its own checkpoint, exported as fp32 shards
-  sc train --device "$DEVICE" --data .traindata --crop "${CROP:-256}" --crop-candidates "${CROP_CANDIDATES:-1}" \
+  sc train --device "$DEVICE" --data .traindata --crop "${CROP:-256}" --crop-candidates "${CROP_CANDIDATES:-3}" \
     --batch "${BATCH:-16}" --lr 2e-4 \
     --log-every "${LOG_EVERY:-200}" --save-every 1e9 --export-dtype fp32 --shard-mb 15 "$@" 2>&1 | tee -a "$OUT/train.log"
 }
