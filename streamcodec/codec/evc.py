@@ -260,11 +260,12 @@ class EVC(nn.Module):
         self.synthesis.to(dtype)
         self.transform_dtype = dtype
 
-    def compile_transforms(self, mode: str = "default", backend: str = "inductor") -> None:
-        """Run the inference transforms through ``torch.compile`` (``mode`` of :data:`COMPILE_MODES`): one fused
-        graph per frame size, built on the first frame of that size. Only the analysis and synthesis transforms
-        are compiled; the entropy-parameter path stays the exact eager code, so streams do not change format and
-        decode with or without compiling. Call after :meth:`set_transform_dtype`."""
+    def compile_transforms(self, mode: str = "default", backend: str | Callable[..., Any] = "inductor") -> None:
+        """Run the inference transforms through ``torch.compile`` (``mode`` of :data:`COMPILE_MODES`, for the
+        inductor ``backend``): one fused graph per frame size, built on the first frame of that size. Only the
+        analysis and synthesis transforms are compiled; the entropy-parameter path stays the exact eager code, so
+        streams do not change format and decode with or without compiling. Call after
+        :meth:`set_transform_dtype`."""
         if mode not in COMPILE_MODES:
             raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
         options = {"mode": mode} if backend == "inductor" else {}
