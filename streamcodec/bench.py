@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import platform
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -21,8 +20,9 @@ import torch
 
 from .bitstream import Packet, PacketType, StreamReader, StreamWriter
 from .codec.evc import EVC
-from .codec.masked import MaskedEVC, MaskedFrame
+from .codec.masked import MaskedEVC, MaskedFrame, check_rdo
 from .codec.quality import index_to_q, q_to_index
+from .codec.registry import machine_description
 from .codec.stream import FrameDecoder, FrameEncoder, to_image
 from .pipeline import CallbackSink, DecodeStage, IteratorSource, Pipeline, ScvSource, Worker, encode_stages
 
@@ -30,20 +30,6 @@ ENCODE_STAGES = ("upload", "analysis", "prior", "entropy_encode", "packet_write"
 #: Block-masked models choose the frame's mask (zero-pass variance mask or RDO search) after the analysis.
 MASKED_ENCODE_STAGES = ("upload", "analysis", "mask", "prior", "entropy_encode", "packet_write")
 DECODE_STAGES = ("packet_read", "prior_entropy_decode", "synthesis", "download")
-
-
-def machine_description(device: torch.device) -> str:
-    """CPU model and core count, plus the GPU's name when one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{cpu}, {torch.get_num_threads()} torch threads"
-    if device.type == "cuda":
-        text = f"{torch.cuda.get_device_name(device)}; host {text}"
-    return text
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -141,9 +127,8 @@ def run_benchmark(
     A block-masked model codes KEY_MASKED frames with ``rdo`` search passes (0: the zero-pass variance mask),
     timed as the "mask" stage.
     """
+    check_rdo(model, rdo)
     masked = isinstance(model, MaskedEVC)
-    if rdo and not masked:
-        raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
     device = model.q_basic.device
     height, width = image.shape[:2]
     q = index_to_q(q_to_index(qp))
@@ -179,7 +164,8 @@ def run_benchmark(
         for _ in range(warmup + frames):
             packet = timer("packet_read", lambda: next(packets))
             spent: dict[str, float] = {}
-            decode_latents = model.decode_masked if masked else model.decode_latents
+            # by the packet: a masked model codes a plain KEY when its mask is the finest everywhere
+            decode_latents = model.decode_masked if packet.type is PacketType.KEY_MASKED else model.decode_latents
             y_hat, q_step = timer(
                 "prior_entropy_decode", lambda: decode_latents(packet.payload, height, width, spent)
             )

@@ -19,7 +19,7 @@ import torch
 
 from . import bitstream
 from .bitstream import Packet, StreamHeader
-from .codec.registry import load_model
+from .codec.registry import load_model, torch_threads
 from .codec.stream import FrameDecoder, FrameEncoder, to_image
 from .errors import DesyncError
 
@@ -52,13 +52,6 @@ def _model(setup: Setup, model_name: str, weights: Path | None) -> Any:
     return model.to(memory_format=torch.channels_last if setup.channels_last else torch.contiguous_format)
 
 
-def _with_threads(setup: Setup) -> int:
-    previous = torch.get_num_threads()
-    if setup.threads:
-        torch.set_num_threads(setup.threads)
-    return previous
-
-
 def desync_check(
     images: list[np.ndarray],
     encode_setups: list[Setup],
@@ -82,14 +75,13 @@ def desync_check(
         raise ValueError("decoding in worker processes checks latents only (latents_only=True)")
     pairs = []
     for enc_setup in encode_setups:
-        previous = _with_threads(enc_setup)
-        model = _model(enc_setup, model_name, weights)
-        coded = []
-        for image, q in itertools.product(images, qps):
-            encoder = FrameEncoder(model, image.shape[1], image.shape[0], q)
-            packet, _, x_hat = encoder.encode(image, len(coded), reconstruct=not latents_only)
-            coded.append((encoder.header, packet, None if x_hat is None else to_image(x_hat)))
-        torch.set_num_threads(previous)
+        with torch_threads(enc_setup.threads):
+            model = _model(enc_setup, model_name, weights)
+            coded = []
+            for image, q in itertools.product(images, qps):
+                encoder = FrameEncoder(model, image.shape[1], image.shape[0], q)
+                packet, _, x_hat = encoder.encode(image, len(coded), reconstruct=not latents_only)
+                coded.append((encoder.header, packet, None if x_hat is None else to_image(x_hat)))
         if save_stream is not None and enc_setup is encode_setups[0]:
             _write_stream(save_stream, coded)
         for dec_setup in decode_setups:
@@ -101,24 +93,22 @@ def desync_check(
                         desynced = sum(pool.map(_desynced_share, jobs))
                 pairs.append(_pair(enc_setup, dec_setup, len(coded), desynced))
                 continue
-            previous = _with_threads(dec_setup)
-            dec_model = _model(dec_setup, model_name, weights)
-            if latents_only:
-                desynced = _latent_desyncs(dec_model, ((i, h, p) for i, (h, p, _) in enumerate(coded)))
-                pairs.append(_pair(enc_setup, dec_setup, len(coded), desynced))
-                torch.set_num_threads(previous)
-                continue
-            desynced, exact, max_diff = 0, 0, 0
-            for i, (header, packet, reference) in enumerate(coded):
-                try:
-                    out_image = FrameDecoder(dec_model, header).decode(packet, i)
-                except DesyncError:
-                    desynced += 1
+            with torch_threads(dec_setup.threads):
+                dec_model = _model(dec_setup, model_name, weights)
+                if latents_only:
+                    desynced = _latent_desyncs(dec_model, ((i, h, p) for i, (h, p, _) in enumerate(coded)))
+                    pairs.append(_pair(enc_setup, dec_setup, len(coded), desynced))
                     continue
-                diff = int(np.abs(out_image.astype(np.int16) - reference).max())
-                exact += diff == 0
-                max_diff = max(max_diff, diff)
-            torch.set_num_threads(previous)
+                desynced, exact, max_diff = 0, 0, 0
+                for i, (header, packet, reference) in enumerate(coded):
+                    try:
+                        out_image = FrameDecoder(dec_model, header).decode(packet, i)
+                    except DesyncError:
+                        desynced += 1
+                        continue
+                    diff = int(np.abs(out_image.astype(np.int16) - reference).max())
+                    exact += diff == 0
+                    max_diff = max(max_diff, diff)
             pair = _pair(enc_setup, dec_setup, len(coded), desynced)
             pairs.append({**pair, "bit_exact": exact, "max_abs_diff": max_diff})
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
@@ -143,9 +133,8 @@ def _desynced_share(job: tuple[Path, int, int, Setup, str, Path | None]) -> int:
     """In a worker process: check the latents of every ``count``-th packet from the ``share``-th, under
     ``setup``; return how many desynced."""
     stream, share, count, setup, model_name, weights = job
-    _with_threads(setup)
-    model = _model(setup, model_name, weights)
-    with bitstream.open(stream) as reader:
+    with torch_threads(setup.threads), bitstream.open(stream) as reader:
+        model = _model(setup, model_name, weights)
         return _latent_desyncs(model, ((i, reader.header, p) for i, p in enumerate(reader) if i % count == share))
 
 

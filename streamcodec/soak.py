@@ -185,7 +185,11 @@ def run_soak(
         report = SoakReport(command, duration, warmup)
         tail = _StatsTail(stats)
         errors = open(Path(tmp) / "stderr.txt", "w+b")  # noqa: SIM115 - a file: an hour of warnings never blocks
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        # A session of its own: Ctrl-C at the terminal reaches only this process, which then stops the encoder
+        # with one SIGINT (a second one would make it exit without finalising its output).
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True
+        )
         watched = psutil.Process(child.pid)
         started = time.monotonic()
         frames, dropped, first = 0, 0, None

@@ -308,6 +308,12 @@ def test_unknown_packet_type_is_skipped() -> None:
     future = head + struct.pack("<I", crc32c.crc32c(head)) + b"new"
     got, reader = read_all(data[: offsets[1]] + future + data[offsets[1] :])
     assert got == sent and reader.damage == []
+    # damage right after a skipped packet: the damaged range starts at the damaged packet, not the skipped one
+    bad = data[: offsets[1]] + future + flip(data, offsets[1] + 10)[offsets[1] :]
+    got, reader = read_all(bad)
+    start = offsets[1] + len(future)
+    (damage,) = reader.damage
+    assert got == sent[:1] and damage.offset_start == start and damage.reason == "packet header CRC mismatch"
 
 
 @pytest.mark.parametrize("at", [0, 20, 60, 95])

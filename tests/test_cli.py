@@ -111,6 +111,11 @@ def test_pipes_stdin_to_stdout(tmp_path: Path) -> None:
     encoded = subprocess.run([*cmd, "encode", str(src), "-"], capture_output=True, check=True).stdout
     decoded = subprocess.run([*cmd, "decode", "-", "-"], input=encoded, capture_output=True, check=True).stdout
     assert len(decoded) == 64 * 48 * 3
+    # with --json the summary goes to stderr: stdout carries the stream, and only the stream
+    done = subprocess.run([*cmd, "encode", str(src), "-", "--json"], capture_output=True, check=True)
+    assert done.stdout == encoded and json.loads(done.stderr)["frames"] == 1
+    done = subprocess.run([*cmd, "decode", "-", "-", "--json"], input=encoded, capture_output=True, check=True)
+    assert done.stdout == decoded and json.loads(done.stderr)["frames"] == 1
 
 
 def corrupt_cases(stream: bytes) -> dict[str, bytes]:
@@ -193,6 +198,16 @@ def test_unknown_model_is_one_line(tmp_path: Path, capsys) -> None:
     assert run_cli("encode", SAMPLE, tmp_path / "x.scv", "--model", "evc-zz") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("streamcodec encode: error: unknown model 'evc-zz'") and "evc-ss" in err
+
+
+def test_bad_paths_and_options_are_one_line(tmp_path: Path, capsys) -> None:
+    assert run_cli("info", tmp_path) == 2
+    assert capsys.readouterr().err.strip() == f"streamcodec info: error: Is a directory: {tmp_path}"
+    assert run_cli("desync-check", "x.png", "--encode", "gpu-9t") == 2
+    assert "unknown setup 'gpu-9t'; expected some of cpu" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli("decode", "in.scv", "out.y4m", "--threads", "0")
+    assert "--threads: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
 
 
 def test_an_undecodable_frame_is_skipped_and_named(tmp_path: Path, capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +15,13 @@ from streamcodec.codec import registry
 from streamcodec.codec.evc import EVC
 from streamcodec.codec.quality import index_to_q, interpolate_log, q_to_index
 from streamcodec.codec.stream import FrameDecoder, FrameEncoder, to_image, to_tensor
-from streamcodec.errors import CorruptStreamError, DesyncError, ModelNotFoundError, WrongModelError
+from streamcodec.errors import (
+    CorruptStreamError,
+    DesyncError,
+    ModelNotFoundError,
+    UnsupportedVersionError,
+    WrongModelError,
+)
 
 
 def roundtrip(model: EVC, image: np.ndarray, q: float, **kw: object) -> tuple[bytes, torch.Tensor, torch.Tensor]:
@@ -123,6 +130,15 @@ def test_other_weights_are_refused(model: EVC, photo: np.ndarray, tmp_path) -> N
     assert FrameDecoder(model, encoder.header).decode(packet, 0).shape == photo.shape
 
 
+@pytest.mark.parametrize(("field", "value", "says"), [("color_format", 2, "YUV420 frames"),
+                                                    ("color_format", 9, "colour format 9"),
+                                                    ("pad_multiple", 32, "multiples of 32")])
+def test_header_fields_this_build_cannot_decode_are_refused(model: EVC, field: str, value: int, says: str) -> None:
+    header = FrameEncoder(model, 64, 48, 20).header
+    with pytest.raises(UnsupportedVersionError, match=says):
+        FrameDecoder(model, dataclasses.replace(header, **{field: value}))
+
+
 def test_loaded_model_has_its_coding_tables_and_new_weights_rebuild_them(photo: np.ndarray) -> None:
     model = streamcodec.load_model("evc-s")
     assert all(name in model.__dict__ for name in ("_z_bank", "_y_bank", "_exact_prior_cache"))  # by load_model
@@ -141,6 +157,15 @@ def test_wrong_size_frame_is_an_error(model: EVC, photo: np.ndarray) -> None:
     encoder = FrameEncoder(model, 64, 48, 20)
     with pytest.raises(ValueError, match="64x48"):
         encoder.encode(photo, 0)
+
+
+def test_frames_of_the_wrong_type_or_shape_are_refused() -> None:
+    frame = synthetic_frame(64, 48, seed=1)
+    as_float = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+    assert torch.equal(to_tensor(as_float, "cpu"), to_tensor(frame, "cpu"))
+    for bad in (torch.from_numpy(frame).permute(2, 0, 1), as_float[:2], as_float.expand(2, 3, 48, 64), frame[..., 0]):
+        with pytest.raises(ValueError, match="expected"):
+            to_tensor(bad, "cpu")  # a uint8 tensor would otherwise code as 255x too bright
 
 
 def test_registry_names_and_sizes() -> None:

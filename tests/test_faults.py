@@ -156,6 +156,23 @@ def test_full_disk_is_one_clear_error_and_leaves_a_decodable_prefix(tmp_path: Pa
     assert len(got) == complete > 0
 
 
+@pytest.mark.parametrize("output", ["frames.y4m", "frames.ts"])
+def test_full_disk_under_decode_or_a_ts_output_is_one_clear_error(tmp_path: Path, output: str) -> None:
+    out = tmp_path / output
+    if output.endswith(".ts"):  # encoding to MPEG-TS
+        argv = ["encode", SOURCE, str(out), "--frames", "40", "--threads", "1"]
+    else:
+        stream = tmp_path / "in.scv"
+        assert cli.main(["encode", SOURCE, str(stream), "--frames", "4", "--threads", "1"]) == 0
+        argv = ["decode", str(stream), str(out), "--threads", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamcodec", *argv], capture_output=True, text=True, timeout=300,
+        preexec_fn=_file_size_limit(6000),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [f"streamcodec {argv[0]}: error: cannot write {out}: File too large"]
+
+
 # -- a TCP client that hangs up --------------------------------------------------------------------------------
 
 

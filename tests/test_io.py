@@ -224,6 +224,21 @@ def test_h264_video(tmp_path: Path, suffix: str) -> None:
     assert np.abs(frames[2][:47, :65].astype(int) - drawn[2]).mean() < 4
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".avi", ".nut"])
+def test_ffv1_video_is_lossless(tmp_path: Path, suffix: str) -> None:
+    drawn = drawn_frames(3, 65, 47)
+    path = tmp_path / f"out{suffix}"
+    with open_sink(str(path), 65, 47, Fraction(25), codec="ffv1") as sink:
+        for image in drawn:
+            sink.write(image)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "ffv1"
+    frames = read_all(path)
+    assert len(frames) == 3 and all(np.array_equal(f.image, d) for f, d in zip(frames, drawn, strict=True))
+    with pytest.raises(ValueError, match="FFV1 needs a .mkv, .avi or .nut output"):
+        open_sink(str(tmp_path / "out.mp4"), 65, 47, None, codec="ffv1")
+
+
 def test_raw_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buffer))

@@ -126,6 +126,13 @@ def test_mask_decay_training_lowers_the_loss_and_resumes_exactly(images: Path, t
     pruned = resumed.weights()
     create_model("evc-ss").load_state_dict(pruned)
     assert all(torch.equal(pruned[k], v) for k, v in straight.weights().items())
+    # the same teacher name with other weights behind it is refused on resume
+    other = tmp_path / "teacher.safetensors"
+    save_weights(create_model("evc-mm").state_dict(), other, {"model": "evc-mm"}, torch.float32)
+    Trainer(decay_config(images, other), tmp_path / "c.pt", CPU).run(steps=1, log=lambda _: None)
+    save_weights(create_model("evc-mm").state_dict(), other, {"model": "evc-mm"}, torch.float32)  # new seed
+    with pytest.raises(ValueError, match="other weights"):
+        Trainer.resume_or_start(decay_config(images, other), tmp_path / "c.pt", CPU)
 
 
 def test_ms_ssim_option_lowers_its_loss(images: Path, tmp_path: Path) -> None:

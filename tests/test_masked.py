@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import streamcodec
-from streamcodec.bench import synthetic_frame
+from streamcodec.bench import run_benchmark, synthetic_frame
 from streamcodec.bitstream import PacketType, StreamReader, StreamWriter
 from streamcodec.cli import main
 from streamcodec.codec import registry
@@ -53,6 +53,15 @@ def masked(tmp_path_factory: pytest.TempPathFactory) -> MaskedEVC:
     path = tmp_path_factory.mktemp("rdo") / "evc-ss-rdo.safetensors"
     save_weights(fresh.state_dict(), path, {"model": "evc-ss-rdo"}, torch.float32)
     return streamcodec.load_model("evc-s-rdo", weights=path)
+
+
+def test_half_precision_weights_keep_the_exact_thresholds(masked: MaskedEVC, tmp_path: Path) -> None:
+    thresholds = torch.tensor([1.2345678901e-3, 4.56789012345e-3], dtype=torch.float64)
+    state = {**masked.state_dict(), "mask_thresholds": thresholds}
+    save_weights(state, tmp_path / "half.safetensors", {"model": "evc-ss-rdo"})  # fp16 weights
+    loaded = streamcodec.load_model("evc-s-rdo", weights=tmp_path / "half.safetensors")
+    assert torch.equal(loaded.mask_thresholds, thresholds)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
 
 
 def test_variance_mask_of_a_hand_made_image(masked: MaskedEVC) -> None:
@@ -95,6 +104,12 @@ def test_a_mask_that_is_finest_everywhere_codes_as_plain_evc(masked: MaskedEVC, 
     frame, _ = masked.compress(x, 40, mask=torch.zeros(1, 2, dtype=torch.long))
     plain, _ = model.compress(x, 40)
     assert type(frame) is EncodedFrame and frame.payload == plain.payload
+
+
+def test_bench_decodes_the_plain_frames_of_a_masked_model(masked: MaskedEVC) -> None:
+    """Strong texture everywhere: the variance mask is finest everywhere, so the frames are plain KEY packets."""
+    result = run_benchmark(masked, blocks_image([[0, 0]]), frames=1, warmup=0)
+    assert result["rdo"] == 0 and "synthesis" in result["decode"]["stages"]
 
 
 def test_a_stream_mixing_masked_and_plain_frames_decodes(masked: MaskedEVC) -> None:

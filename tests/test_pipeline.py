@@ -7,12 +7,14 @@ Frames are tiny (64x48) and few; torch runs one thread (the machines running thi
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -25,13 +27,17 @@ from streamcodec.io import open_source as open_frames
 from streamcodec.pipeline import (
     CallbackSink,
     DecodeStage,
+    HopStats,
     Item,
+    IteratorSink,
     IteratorSource,
     MediaSource,
     Pipeline,
+    PipelineStats,
     ScvFileSink,
     ScvSource,
     SourceTimeoutError,
+    Stage,
     TcpClientSource,
     TcpServerSink,
     TsSink,
@@ -234,6 +240,138 @@ def test_a_concurrent_stage_passes_results_on_in_order(threads: int) -> None:
     assert order == list(range(9)) and stats.stages[0].frames_out == 9
     with pytest.raises(RuntimeError, match="item 4 failed"):
         run(main(Shuffled(threads, fail_at=4)))
+
+
+class Slow(Stage):
+    name = "slow"
+
+    async def process(self, item: Item) -> Item:
+        await asyncio.sleep(0.2)
+        return item
+
+
+class StopAt(IteratorSource):
+    """Calls ``pipeline.stop()`` as it returns frame ``at`` (None: the end of the input), as Ctrl-C would then."""
+
+    def __init__(self, frames, at: int | None) -> None:
+        super().__init__(frames, fps=25)
+        self.at, self.reads, self.pipeline = at, 0, None
+
+    async def read(self) -> Item | None:
+        item = await super().read()
+        if (item.index if item is not None else None) == self.at:
+            asyncio.get_running_loop().call_soon(self.pipeline.stop)
+        return item
+
+
+@pytest.mark.parametrize("at", [None, 1])
+def test_stop_codes_and_writes_every_frame_read_and_finishes(at: int | None) -> None:
+    """Stop after the last frame was read (the source waiting for room for the end of the stream) or while the
+    queues are full: every frame read is still written and the sinks are closed."""
+
+    async def main():
+        written, closed = [], []
+        sink = CallbackSink(lambda item: written.append(item.index))
+        sink.close = lambda: closed.append(True) or asyncio.sleep(0)  # type: ignore[method-assign]
+        source = StopAt(iter([drawn(i) for i in range(4)]), at)
+        pipeline = Pipeline(source, [Slow()], [sink], queue_size=1)
+        source.pipeline = pipeline
+        return await pipeline.run(), written, closed
+
+    stats, written, closed = run(main(), timeout=20)
+    assert written == list(range(4 if at is None else at + 1)) and closed == [True]
+    assert stats.frames == len(written)
+
+
+def test_stop_interrupts_a_blocked_read() -> None:
+    async def frames():
+        yield drawn(0)
+        await asyncio.Event().wait()  # a camera that went quiet
+        yield drawn(1)
+
+    async def main():
+        written = []
+        pipeline = Pipeline(IteratorSource(frames(), fps=25), [], [CallbackSink(lambda i: written.append(i.index))])
+        asyncio.get_running_loop().call_later(0.3, pipeline.stop)
+        return await pipeline.run(), written
+
+    stats, written = run(main(), timeout=20)
+    assert written == [0] and stats.frames == 1
+
+
+def test_stop_while_a_tcp_sink_waits_for_clients_ends_the_run(warm_model) -> None:
+    async def main():
+        source = IteratorSource(iter([drawn(0)]), fps=25)
+        encoder = FrameEncoder(warm_model, W, H, 32)
+        server = TcpServerSink(encoder.header, port=0, wait_for_clients=1)
+        pipeline = Pipeline(source, encode_stages(encoder), [server])
+        asyncio.get_running_loop().call_later(0.3, pipeline.stop)
+        stats = await pipeline.run()
+        with pytest.raises(OSError):  # the listening socket is closed
+            await asyncio.open_connection("127.0.0.1", server.port)
+        return stats
+
+    assert run(main(), timeout=20).frames == 0
+
+
+def test_a_hop_whose_open_fails_is_closed_too() -> None:
+    closed = []
+
+    class Broken(CallbackSink):
+        async def open(self) -> None:
+            raise OSError("no room")
+
+        async def close(self) -> None:
+            closed.append(self.name)
+
+    first = CallbackSink(lambda item: None)
+    first.close = lambda: closed.append("first") or asyncio.sleep(0)  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="no room"):
+        run(Pipeline(IteratorSource(iter([drawn(0)]), fps=25), [], [first, Broken(lambda item: None)]).run())
+    assert closed == [Broken.name, "first"]
+
+
+def test_iterator_sink_bounds_what_waits_and_a_consumer_may_leave_early() -> None:
+    async def main():
+        sink = IteratorSink(maxsize=2)
+        pipeline = Pipeline(IteratorSource(iter([drawn(i) for i in range(6)]), fps=25), [], [sink], queue_size=1)
+        task = asyncio.create_task(pipeline.run())
+        await asyncio.sleep(0.3)
+        waiting = sink._queue.qsize()  # nobody iterates yet: back-pressure holds the rest upstream
+        got = [item.index async for item in sink]
+        await task
+        # a consumer that stops after one item: the pipeline still ends (closing does not wait for room)
+        early = IteratorSink(maxsize=1)
+        run_task = asyncio.create_task(Pipeline(IteratorSource(iter([drawn(i) for i in range(6)]), fps=25), [],
+                                                [early], queue_size=1).run())
+        async for item in early:
+            break
+        await asyncio.sleep(0.3)  # the pipeline fills the sink's room and waits
+        assert not run_task.done()
+        run_task.cancel()
+        stats = await asyncio.gather(run_task, return_exceptions=True)
+        return waiting, got, item.index, stats
+
+    waiting, got, first, stats = run(main(), timeout=20)
+    assert waiting == 2 and got == list(range(6)) and first == 0
+    assert isinstance(stats[0], asyncio.CancelledError)
+
+
+@pytest.mark.parametrize(
+    ("pts", "rate", "seconds"),
+    [([0, 1, 2, 3], None, 0.16), ([0, 2, 3, 7], None, 0.32), ([0, 99], 25, 4.0), ([0, 99], None, 7.92),
+     ([5], 25, 0.04), ([5], None, 0.0)],
+)
+def test_media_time_and_bitrate_count_drops_and_gaps_as_time(pts: list[int], rate: int | None, seconds: float) -> None:
+    """A frame lasts 1/fps, or without a frame rate the shortest pts step; gaps count as the time they span."""
+    stats = PipelineStats(HopStats("source"), [], HopStats("sink"), Fraction(1, 25), rate and Fraction(rate))
+    for i, t in enumerate(pts):
+        stats.sink.frames_out += 1
+        stats.sink.bytes += 1000
+        stats.record_output(Item(None, t, i, Fraction(1, 25), created=0.0), now=0.01 * (i + 1))
+    assert stats.media_seconds == pytest.approx(seconds)
+    assert stats.bitrate == (pytest.approx(8000 * len(pts) / seconds) if seconds else 0.0)
+    assert stats.latency_p95_ms == pytest.approx(10.0 * math.ceil(0.95 * len(pts)))
 
 
 def test_frame_threads_run_frames_at_once_and_change_no_byte(tmp_path: Path, warm_model, monkeypatch) -> None:
@@ -466,6 +604,27 @@ def test_mpegts_carries_the_same_packets(tmp_path: Path, warm_model) -> None:
     run(encode())
     packets, complete = run(demux())
     assert complete and packets == read_scv(scv)[1]
+
+
+def test_mpegts_file_holds_every_packet_before_close(tmp_path: Path, warm_model) -> None:
+    """Each packet reaches the file at once (an encoder killed mid-stream leaves it); closing twice is fine."""
+    ts = tmp_path / "live.ts"
+
+    async def main():
+        encoder = FrameEncoder(warm_model, W, H, 32)
+        sink = TsSink(ts, encoder.header)
+        await sink.open()
+        sizes = []
+        for i in range(3):
+            packet = encoder.encode(drawn(i), pts=i)[0]
+            await sink.write(Item(packet, i, i, Fraction(1, 25)))
+            sizes.append(ts.stat().st_size)
+        await sink.close()
+        await sink.close()
+        return sizes
+
+    sizes = run(main())
+    assert sizes[0] > 0 and sizes[0] < sizes[1] < sizes[2] and all(size % 188 == 0 for size in sizes)
 
 
 # -- signals to a real `streamcodec encode` --------------------------------------------------------------------

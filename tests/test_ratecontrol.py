@@ -345,6 +345,12 @@ def test_rate_and_size_parsing() -> None:
 
     assert parse_bitrate("2M") == 2e6 and parse_bitrate("500k") == 5e5 and parse_bitrate("1.5Mbps") == 1.5e6
     assert parse_bitrate("300000") == 3e5 and parse_bitrate(64000) == 64000
+    # a capital B is bytes, as in FFmpeg; the prefix may be either case
+    assert parse_bitrate("250kB/s") == 2e6 and parse_bitrate("2MB") == 16e6 and parse_bitrate("2m") == 2e6
+    assert parse_bitrate("300 kbit/s") == 3e5 and parse_bitrate("1e6") == 1e6
+    assert parse_bufsize("500kB", 2e6, 25) == 4e6
+    with pytest.raises(ValueError):
+        parse_bitrate("2MBPS")
     for bad in ("fast", "0", -5):
         with pytest.raises(ValueError):
             parse_bitrate(bad)
@@ -401,6 +407,18 @@ def test_controller_from_args() -> None:
             controller_from_args(_args(*bad), 25)
 
 
+def test_batch_workers_get_every_rate_control_option(capsys) -> None:
+    from streamcodec.cli import batch, build_parser
+    from streamcodec.cli.rc_options import controller_from_args
+
+    args = build_parser().parse_args(["batch", "in", "out", "--bitrate", "1M", "--qmin", "10", "--qmax", "40"])
+    controller = controller_from_args(batch._rc_options(args), 25)
+    assert isinstance(controller, ABRController) and (controller.q_min, controller.q_max) == (10.0, 40.0)
+    with pytest.raises(SystemExit):  # a first pass over a folder is not offered
+        build_parser().parse_args(["batch", "in", "out", "--bitrate", "1M", "--two-pass"])
+    assert "--two-pass" in capsys.readouterr().err
+
+
 # -- end to end with the real model ------------------------------------------------------------------------------
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
@@ -421,11 +439,12 @@ def clip() -> tuple[list, float]:
         return [f.image for f in source], float(source.fps)
 
 
-def _encode(model, images, controller):
+def _encode(model, images, controller, pts=None):
+    """Frames coded with ``controller``; pts count frames at the controller's rate unless given."""
     from streamcodec.codec.stream import FrameEncoder
 
-    enc = FrameEncoder(model, 96, 64, 32.0, controller=controller)
-    return [enc.encode(im, i)[0] for i, im in enumerate(images)]
+    enc = FrameEncoder(model, 96, 64, 32.0, 1 / Fraction(controller.fps), controller=controller)
+    return [enc.encode(im, i if pts is None else pts[i])[0] for i, im in enumerate(images)]
 
 
 @pytest.fixture(scope="module")
@@ -471,12 +490,24 @@ def test_end_to_end_cbr_never_underflows_with_the_real_model(model, clip, reacha
     assert abs(sum(bits) * fps / len(bits) / target - 1) <= 0.04
 
 
+def test_abr_counts_the_media_time_of_dropped_frames(model, clip, reachable_target) -> None:
+    """Every other frame missing (a live source dropping half): the pts say how much time each frame stands
+    for, so the bitrate over media time still meets the target, with twice the bits per frame."""
+    images, fps = clip
+    images = images + images[::-1]
+    abr = ABRController(reachable_target, fps, start_q=20, history=None)
+    packets = _encode(model, images, abr, pts=[2 * i for i in range(len(images))])
+    bits = [8 * (PACKET_HEADER_SIZE + len(p.payload)) for p in packets]
+    media_seconds = 2 * len(images) / fps
+    assert abs(sum(bits) / media_seconds / reachable_target - 1) <= 0.06
+
+
 def test_explicit_q_overrides_the_controller_but_still_feeds_it(model, clip) -> None:
     from streamcodec.codec.stream import FrameEncoder
 
     images, fps = clip
     ctl = CBRController(60000, fps, 60000)
-    enc = FrameEncoder(model, 96, 64, 32.0, controller=ctl)
+    enc = FrameEncoder(model, 96, 64, 32.0, 1 / Fraction(fps), controller=ctl)
     packet, _, _ = enc.encode(images[0], 0, q=10.0)
     assert packet.q_index == q_to_index(10.0) and ctl.frames == 1
     assert ctl.vbv.level == pytest.approx(0.9 * 60000 - 8 * (PACKET_HEADER_SIZE + len(packet.payload)) + 60000 / fps)

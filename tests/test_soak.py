@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +34,22 @@ def test_two_minute_live_encode_keeps_memory_fds_threads_and_latency_flat(
     assert len(rows) == len(summary["samples"]) >= 20 and float(rows[-1]["seconds"]) >= 115
     with bitstream.open(out) as reader:  # the encoder was stopped with SIGINT: a complete stream
         assert sum(1 for _ in reader) == summary["frames"] >= 60 and reader.complete
+
+
+def test_ctrl_c_at_the_terminal_leaves_the_encoders_stream_complete(tmp_path: Path) -> None:
+    """Ctrl-C signals the whole foreground process group; the encoder must get one SIGINT (from soak), not two."""
+    out = tmp_path / "soak.scv"
+    command = [sys.executable, "-m", "streamcodec", "soak", "--duration", "600", "--interval", "1", "--output",
+               str(out), "--source", "lavfi:testsrc=size=64x48:rate=10"]  # fmt: skip
+    soak = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
+        time.sleep(0.2)
+    os.killpg(soak.pid, signal.SIGINT)  # as the terminal does
+    _, err = soak.communicate(timeout=120)
+    assert soak.returncode == 130, err.decode()
+    with bitstream.open(out) as reader:
+        assert sum(1 for _ in reader) > 0 and reader.complete
 
 
 def _report(rss, fds, threads, latency, encode=lambda t: 40.0) -> SoakReport:

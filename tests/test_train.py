@@ -52,17 +52,46 @@ def test_a_few_steps_lower_the_loss(images: Path, tmp_path: Path) -> None:
 
 
 def test_resume_gives_the_same_next_step(images: Path, tmp_path: Path) -> None:
+    # with a warm-up longer than the first run: the resumed run continues the ramp instead of restarting it
     torch.manual_seed(0)
-    straight = Trainer(config(images), tmp_path / "a.pt", torch.device("cpu"))
-    losses = [straight.train_step()["loss"] for _ in range(4)]
+    straight = Trainer(config(images, warmup=4), tmp_path / "a.pt", torch.device("cpu"))
+    losses = [straight.train_step()["loss"] for _ in range(5)]
 
     torch.manual_seed(0)
-    first = Trainer(config(images), tmp_path / "b.pt", torch.device("cpu"))
+    first = Trainer(config(images, warmup=4), tmp_path / "b.pt", torch.device("cpu"))
     first.run(steps=2, log=lambda _: None)
     resumed = Trainer.resume_or_start(config(images), tmp_path / "b.pt", torch.device("cpu"))
-    assert resumed.step == 2
-    assert [resumed.train_step()["loss"] for _ in range(2)] == losses[2:]
+    assert resumed.step == 2 and resumed.lr_factor() == 3 / 4
+    assert [resumed.train_step()["loss"] for _ in range(3)] == losses[2:]
     assert resumed.segments and resumed.segments[0]["to_step"] == 2
+    # weights with a fresh optimiser warm up again from their step
+    save_weights(resumed.model.state_dict(), tmp_path / "w.safetensors", resumed.metadata())
+    again = Trainer.from_weights(config(images, warmup=4), tmp_path / "c.pt", torch.device("cpu"),
+                                 [tmp_path / "w.safetensors"])
+    assert again.step == 5 and again.lr_factor() == 1 / 4
+
+
+@pytest.mark.parametrize("poison", ["loss", "gradient"])
+def test_a_non_finite_step_raises_before_the_weights_change(images: Path, tmp_path: Path, poison: str) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(config(images), tmp_path / "n.pt", torch.device("cpu"))
+    trainer.run(steps=2, log=lambda _: None)
+    good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    clean_loss = trainer.loss
+    param = next(trainer.model.parameters())
+
+    def poisoned(x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, stats = clean_loss(x, q)
+        if poison == "loss":
+            return loss * float("nan"), {**stats, "loss": float("nan")}
+        return loss + 0 * torch.sqrt(param.sum() - param.sum()), stats  # finite loss, NaN gradient
+
+    trainer.loss = poisoned  # type: ignore[method-assign]
+    with pytest.raises(FloatingPointError, match=poison):
+        trainer.run(steps=3, log=lambda _: None)
+    saved = torch.load(tmp_path / "n.pt", weights_only=False)
+    assert saved["step"] == 2
+    assert all(torch.equal(saved["model"][k], v) for k, v in good.items())
 
 
 def test_bf16_autocast_trains_the_transforms_in_bf16_on_the_cpu(images: Path, tmp_path: Path) -> None:
@@ -130,3 +159,22 @@ def test_eval_runs_end_to_end(images: Path, tmp_path: Path, capsys) -> None:
     assert summary["images"] == 2 and set(summary["curves"]) == {"evc-ss", "jpeg"}
     assert len(summary["curves"]["evc-ss"]["bpp"]) == 2 and (tmp_path / "rd.png").stat().st_size > 0
     assert "evc-ss" in summary["bd_rate_vs_jpeg"]
+
+
+def test_train_export_and_pack_crops_report_json(images: Path, tmp_path: Path, capsys) -> None:
+    ck = tmp_path / "run" / "checkpoint.pt"
+    argv = ["train", "--checkpoint", ck, "--data", images, "--crop", "64", "--batch", "1", "--steps", "2",
+            "--log-every", "1", "--export", tmp_path / "w.safetensors", "--json"]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr()
+    run = json.loads(out.out)  # stdout holds the summary alone; the progress went to stderr
+    assert (run["from_step"], run["to_step"]) == (0, 2) and run["exported"] == [str(tmp_path / "w.safetensors")]
+    assert run["last"]["step"] == 2 and math.isfinite(run["last"]["loss"]) and "step 2" in out.err
+    assert main(["export", str(ck), "--out", str(tmp_path / "x.safetensors"), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["step"] == 2 and exported["bytes"] == (tmp_path / "x.safetensors").stat().st_size
+    argv = ["pack-crops", images, tmp_path / "crops", "--size", "32", "--per-image", "2", "--json"]
+    assert main([str(a) for a in argv]) == 0
+    packed = json.loads(capsys.readouterr().out)
+    assert packed["crops"] == 6 == len(list((tmp_path / "crops").glob("*.jpg")))
+    assert packed["bytes"] == sum(p.stat().st_size for p in (tmp_path / "crops").glob("*.jpg"))

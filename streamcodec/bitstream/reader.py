@@ -78,8 +78,8 @@ class _PacketSource:
     def read_packet(self) -> tuple[int, Packet] | None:
         """Parse the next packet and return it with its offset; None at the end of input.
 
-        Packets of types this build does not know are skipped. On damage, raise a :class:`StreamError` and consume
-        nothing.
+        Packets of types this build does not know are skipped. On damage, raise a :class:`StreamError` with the
+        input left at the start of the damaged packet (skipped packets before it stay consumed).
         """
         while True:
             if not self._fill(PACKET_HEADER_SIZE):
@@ -197,11 +197,10 @@ class StreamReader:
     def __next__(self) -> Packet:
         self._check_open()
         while not self._ended:
-            offset = self._source.offset
             try:
                 item = self._source.read_packet()
             except StreamError as exc:
-                self._on_damage(exc, offset)
+                self._on_damage(exc, self._source.offset)  # where the damaged packet starts
                 self._source.resync()
                 continue
             if item is None:

@@ -26,12 +26,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (StreamError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+    except BrokenPipeError:  # the reader of our stdout went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a missing or unreadable input, a directory for a file, a full disk ...
+        print(f"streamcodec {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except (StreamError, ModelNotFoundError, ValueError) as exc:
         print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"streamcodec {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of our stdout went away (`| head`): stop quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``strerror: filename`` (``No space left on device: out.scv``), or the error's own text."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)

@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retries", type=int, default=2, help="times a failed task is tried again (default 2)")
     p.add_argument("--summary", type=Path, help="summary JSON file (default OUTPUT_DIR/batch.json)")
     p.add_argument("--json", action="store_true", help="also print the summary JSON")
-    add_rc_options(p)
+    add_rc_options(p, two_pass=False)
     p.set_defaults(run=run)
 
 
@@ -108,5 +108,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _rc_options(args: argparse.Namespace) -> argparse.Namespace:
     """The rate-control options alone: what the workers need to make each task's controller."""
-    keys = ("rc", "crf", "bitrate", "maxrate", "bufsize", "vbv_init", "rc_probes", "qp")
+    keys = ("rc", "crf", "bitrate", "maxrate", "bufsize", "vbv_init", "rc_probes", "qmin", "qmax", "qp")
     return argparse.Namespace(**{key: getattr(args, key) for key in keys})

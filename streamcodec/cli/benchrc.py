@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..codec.masked import MaskedEVC
 from ..codec.registry import load_model, resolve_device
 from ..ratecontrol.benchmark import bench_clip, clip_paths, load_clip, pick_cut_partner, plot_clip
 from .common import add_model_options, configure_threads, parse_size, print_json
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     device = resolve_device(args.device)
     model = load_model(args.model, device, args.weights, args.precision)
+    if isinstance(model, MaskedEVC):  # its probes and coding would need the per-frame mask search too
+        raise ValueError(f"bench-rc measures rate control with a plain model, not the block-masked {model.name!r}")
     paths = clip_paths(args.clips)
     if args.select:
         keys = [k.strip() for k in args.select.split(",") if k.strip()]

@@ -19,7 +19,7 @@ def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "e
     p.add_argument("--model", default=default_model, help="model name (see `streamcodec info --models`)")
     p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped ones")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads for torch and entropy coding")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and entropy coding")
     if precision:
         add_precision_option(p)
 
@@ -38,6 +38,17 @@ def add_compile_option(p: argparse.ArgumentParser) -> None:
 def configure_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a count of at least 1 (``--threads``, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def parse_frame_threads(text: str) -> str | int:
@@ -91,10 +102,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+def print_json(obj: Any, stdout_carries_data: bool = False) -> None:
+    """Print ``obj`` as JSON on stdout, or on stderr when stdout carries a stream or frames (output ``-``)."""
+    out = sys.stderr if stdout_carries_data else sys.stdout
+    json.dump(obj, out, indent=2)
+    out.write("\n")
+    out.flush()
 
 
 def binary_stdio(path: str, mode: str) -> Any:

@@ -19,8 +19,15 @@ from ..codec.registry import load_model, resolve_device
 from ..codec.stream import FrameDecoder
 from ..errors import CorruptStreamError
 from ..pipeline import DecodeStage, FrameFileSink, Item, Pipeline, Worker, open_packet_source
-from .common import add_compile_option, add_precision_option, configure_threads, print_json, share_frame_threads
-from .encode import FrameLog, add_stream_options, drive, run_async, show_progress
+from .common import (
+    add_compile_option,
+    add_precision_option,
+    configure_threads,
+    positive_int,
+    print_json,
+    share_frame_threads,
+)
+from .streaming import FrameLog, add_stream_options, drive, run_async, show_progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     add_precision_option(p)
     add_compile_option(p)
-    p.add_argument("--threads", type=int, help="CPU threads for torch and entropy decoding")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and entropy decoding")
     p.add_argument("--strict", action="store_true", help="stop at the first damaged byte instead of resyncing")
     p.add_argument("--vcodec", choices=("h264", "ffv1"), default="h264", help="codec of a video output (default h264)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (on stderr when the output is -)")
     add_stream_options(p, encode=False)
     p.set_defaults(run=run)
 
@@ -71,13 +78,13 @@ async def _decode(args: argparse.Namespace) -> int:
         frame_threads = await share_frame_threads(
             args.frame_threads, model_thread, model.q_basic.device, live=bool(args.live)
         )
+        record = FrameLog(args.stats)
     except BaseException:
         model_thread.close()
         await source.close()
         raise
     stage = DecodeStage(decoder, "raise" if args.strict else "skip", frame_threads=frame_threads, worker=model_thread)
     pipeline = Pipeline(source, [stage], [sink], live=bool(args.live), queue_size=args.queue)
-    record = FrameLog(args.stats)
 
     def on_item(item: Item) -> None:
         record.write(pipeline.stats, item)
@@ -109,7 +116,7 @@ async def _decode(args: argparse.Namespace) -> int:
         "undecodable": [{"pts": pts, "reason": reason} for pts, reason in sorted(stage.undecodable)],
     }
     if args.json:
-        print_json(summary)
+        print_json(summary, stdout_carries_data=args.output == "-")
     elif interrupted:
         print(f"{stats.frames} frames, {stats.elapsed:.2f} s, {stats.fps:.1f} fps", file=sys.stderr)
     lost = [f"bytes {d.offset_start}-{d.offset_end} after pts {d.after_pts} ({d.reason})" for d in damage]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..desync import SETUPS, desync_check
+from ..desync import SETUPS, Setup, desync_check
 from .common import parse_size, print_json
 
 
@@ -65,8 +65,16 @@ def _frames(path: str, count: int, scale: tuple[int, int] | None) -> list[np.nda
         return [f.image for f in frames]
 
 
+def _setups(names: str, option: str) -> list[Setup]:
+    """The setups a comma-separated list names; ValueError naming the known ones for an unknown name."""
+    unknown = [name for name in names.split(",") if name not in SETUPS]
+    if unknown:
+        raise ValueError(f"{option}: unknown setup {unknown[0]!r}; expected some of {', '.join(SETUPS)}")
+    return [SETUPS[name] for name in names.split(",")]
+
+
 def run(args: argparse.Namespace) -> int:
-    pick = [SETUPS[name] for name in args.encode.split(",")], [SETUPS[name] for name in args.decode.split(",")]
+    pick = _setups(args.encode, "--encode"), _setups(args.decode, "--decode")
     images = [image for path in args.input for image in _frames(path, args.frames, args.scale)]
     result = desync_check(
         images, *pick, args.model, args.weights, args.qps, args.save_stream, args.latents_only, args.workers

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import add_precision_option, configure_threads, print_json
+from .common import add_precision_option, configure_threads, positive_int, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", type=Path, help="write an RD plot here (png/pdf/svg)")
     p.add_argument("--device", default="auto")
     add_precision_option(p)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--per-image", action="store_true", help="also list every (codec, setting, image) point")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)

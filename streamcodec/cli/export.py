@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,6 +13,7 @@ from ..train.card import build_card, kodak_summary
 from ..train.checkpoint import load_checkpoint
 from ..train.maskdecay import pruned_state
 from ..train.weights import load_weights, save_weights
+from .common import print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--card", action="store_true", help="also write the model card (OUT with .json)")
     p.add_argument("--data", type=Path, help="training data folder, hashed into the card")
     p.add_argument("--kodak", type=Path, help="JSON of Kodak results (from `streamcodec eval --json`) for the card")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(run=run)
 
 
@@ -48,10 +51,15 @@ def run(args: argparse.Namespace) -> int:
     state, meta = read_source(args.source)
     dtype = torch.float16 if args.dtype == "fp16" else torch.float32
     (path,) = save_weights(state, args.out, meta, dtype)
-    print(f"exported {path} (step {meta.get('step')})")
+    summary: dict[str, Any] = {"weights": str(path), "bytes": path.stat().st_size, "model": meta.get("model"),
+                               "step": meta.get("step"), "dtype": args.dtype, "card": None}  # fmt: skip
     if args.card:
         kodak = kodak_summary(json.loads(args.kodak.read_text()), meta["model"]) if args.kodak else None
         card = build_card(meta, args.data, kodak)
         path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-        print(f"wrote {path.with_suffix('.json')}")
+        summary["card"] = str(path.with_suffix(".json"))
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"exported {path} (step {meta.get('step')})" + (f"; wrote {summary['card']}" if args.card else ""))
     return 0

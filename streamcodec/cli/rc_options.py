@@ -24,8 +24,8 @@ def bitrate_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_rc_options(parser: argparse.ArgumentParser) -> None:
-    """Add the rate-control options to an encoding command's parser."""
+def add_rc_options(parser: argparse.ArgumentParser, two_pass: bool = True) -> None:
+    """Add the rate-control options to an encoding command's parser (``--two-pass`` only if ``two_pass``)."""
     g = parser.add_argument_group("rate control")
     g.add_argument("--rc", choices=MODES,
                    help="rate control: cqp (constant --qp), crf (constant quality --crf), abr (average --bitrate), "
@@ -42,9 +42,10 @@ def add_rc_options(parser: argparse.ArgumentParser) -> None:
                    help=f"lowest q crf/abr/cbr may use (default {Q_MIN:g}; below 0 the quantisation step is "
                         "extrapolated past the coarsest trained one; 0 keeps to the trained range)")
     g.add_argument("--qmax", type=float, default=Q_MAX, help=f"highest q crf/abr/cbr may use (default {Q_MAX:g})")
-    g.add_argument("--two-pass", action="store_true",
-                   help="abr on a file: a first pass estimates every frame's bits (analysis and one rate probe, no "
-                        "coding), the second spreads the bitrate by them (near-constant quality)")
+    if two_pass:
+        g.add_argument("--two-pass", action="store_true",
+                       help="abr on a file: a first pass estimates every frame's bits (analysis and one rate "
+                            "probe, no coding), the second spreads the bitrate by them (near-constant quality)")
 
 
 def rc_mode(args: argparse.Namespace) -> str:
@@ -63,7 +64,7 @@ def controller_from_args(
     controller = make_controller(
         rc_mode(args), fps=fps or 25, q=32.0 if qp is None else qp, crf=args.crf, bitrate=args.bitrate,
         maxrate=args.maxrate, bufsize=args.bufsize, vbv_init=args.vbv_init, probes=args.rc_probes,
-        q_min=getattr(args, "qmin", Q_MIN), q_max=getattr(args, "qmax", Q_MAX), first_pass=first_pass,
+        q_min=args.qmin, q_max=args.qmax, first_pass=first_pass,
     )  # fmt: skip
     return None if controller.mode == "cqp" else controller
 

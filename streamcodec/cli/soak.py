@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..soak import Sample, run_soak
-from .common import print_json
+from .common import positive_int, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=float, default=10.0, metavar="S", help="seconds between samples")
     p.add_argument("--warmup", type=float, metavar="S", help="warm-up (default: a quarter of the run, at most 300 s)")
     p.add_argument("--qp", type=float, default=32)
-    p.add_argument("--threads", type=int, default=1, help="encoder CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="encoder CPU threads (default 1)")
     p.add_argument("--model", default="evc-s")
     p.add_argument("--max-rss-growth", type=float, default=50.0, metavar="MB", help="allowed growth (default 50)")
     p.add_argument("--samples", metavar="CSV", help="write every sample to this CSV file")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 
 from ..codec.registry import ARCHITECTURES, canonical_name, resolve_device
 from ..train import TrainConfig, Trainer, save_weights
-from ..train.data import pack_crops
+from ..train.data import image_files, pack_crops
 from ..train.loop import DISTORTION_LAMBDAS
 from ..train.maskdecay import MaskDecayConfig, load_teacher
+from .common import positive_int, print_json
 
 #: Options that may change when a run resumes (the rest of the config comes from the checkpoint).
 RESUMABLE = (
@@ -24,18 +26,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or resume an EVC model", description=__doc__)
     p.add_argument("--checkpoint", type=Path, default=Path("runs/evc-ss/checkpoint.pt"), help="resumed if it exists")
     p.add_argument("--model", default="evc-ss")
-    p.add_argument("--data", default="../shared/data/train", help="folder of training images")
+    p.add_argument("--data", help="folder of training images (default: a resumed run's, else ../shared/data/train)")
     p.add_argument("--crop", type=int)
     p.add_argument("--crop-candidates", type=int,
                    help="each crop is the most detailed of this many random crops (default 1; 3 makes the "
                         "training photos' crops about as hard to code as Kodak's)")
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--warmup", type=int, help="learning-rate ramp (steps) at the start of this run")
+    p.add_argument("--warmup", type=int,
+                   help="learning-rate ramp over the first N steps of a fresh optimiser (a resumed run continues it)")
     p.add_argument("--steps", type=int, help="train this many more steps")
     p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="transforms in bf16 autocast (auto: on CUDA only; on a CPU with AVX512-BF16 bf16 trains "
                         "about 1.45x faster) or fp32; the entropy model is always fp32")
@@ -43,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export", type=Path, help="write the weights here when the run ends")
     p.add_argument("--export-dtype", choices=("fp16", "fp32"), default="fp16")
     p.add_argument("--shard-mb", type=float, help="split the exported weights into shards of at most this size")
+    p.add_argument("--json", action="store_true",
+                   help="at the end, print the run as JSON (steps, seconds, the last logged loss/bpp/PSNR, exports)")
     p.add_argument("--log-every", type=int)
     p.add_argument("--save-every", dest="save_every_s", type=float, help="seconds between checkpoint saves")
     p.add_argument("--random-mask-steps", type=int,
@@ -67,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--size", type=int, default=512)
     pack.add_argument("--per-image", type=int, default=3)
     pack.add_argument("--quality", type=int, default=95)
+    pack.add_argument("--json", action="store_true", help="print what was written as JSON")
     pack.set_defaults(run=run_pack)
 
 
@@ -90,14 +96,25 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer.from_weights(cfg, args.checkpoint, device, list(args.init_weights), bf16)
     else:
         trainer = Trainer.resume_or_start(cfg, args.checkpoint, device, overrides, bf16)
-    print(f"training {trainer.cfg.model} on {device} ({'bf16' if trainer.bf16 else 'fp32'}) from step {trainer.step} "
-          f"(checkpoint {args.checkpoint})", flush=True)
-    trainer.run(steps=args.steps, time_limit=args.time_limit, log=lambda s: print(s, flush=True))
+    # with --json, stdout carries only the summary: the progress goes to stderr
+    say = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+    say(f"training {trainer.cfg.model} on {device} ({'bf16' if trainer.bf16 else 'fp32'}) from step {trainer.step} "
+        f"(checkpoint {args.checkpoint})")
+    first = trainer.step
+    trainer.run(steps=args.steps, time_limit=args.time_limit, log=say)
+    exported = []
     if args.export:
         dtype = torch.float16 if args.export_dtype == "fp16" else torch.float32
         shard = int(args.shard_mb * 2**20) if args.shard_mb else None
-        for path in save_weights(trainer.weights(), args.export, trainer.metadata(), dtype, shard):
-            print(f"exported {path}")
+        exported = [str(p) for p in save_weights(trainer.weights(), args.export, trainer.metadata(), dtype, shard)]
+        for path in exported:
+            say(f"exported {path}")
+    if args.json:
+        segment = trainer.segments[-1]
+        print_json({"model": trainer.cfg.model, "checkpoint": str(args.checkpoint), "from_step": first,
+                    "to_step": trainer.step, "seconds": segment["seconds"], "hardware": segment["hardware"],
+                    "precision": segment["precision"], "last": trainer.history[-1] if trainer.history else None,
+                    "exported": exported})  # fmt: skip
     return 0
 
 
@@ -118,5 +135,9 @@ def mask_decay_settings(args: argparse.Namespace) -> tuple[str, dict]:
 
 def run_pack(args: argparse.Namespace) -> int:
     total = pack_crops(args.source, args.dest, args.size, args.per_image, args.quality)
-    print(f"wrote {total / 2**20:.1f} MiB of crops to {args.dest}")
+    if args.json:
+        crops = len(image_files(args.source)) * args.per_image
+        print_json({"dest": str(args.dest), "crops": crops, "bytes": total})
+    else:
+        print(f"wrote {total / 2**20:.1f} MiB of crops to {args.dest}")
     return 0

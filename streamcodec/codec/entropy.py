@@ -93,6 +93,11 @@ class FactorizedDensity(nn.Module):
         return [_integer_table(row) for row in pmf]
 
 
+def rate_input(residual: torch.Tensor, noise: bool) -> torch.Tensor:
+    """What training measures the rate of: the residual plus uniform noise in [-0.5, 0.5), or rounded."""
+    return residual + torch.empty_like(residual).uniform_(-0.5, 0.5) if noise else torch.round(residual)
+
+
 def gaussian_likelihood(residual: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Mass of a zero-mean Gaussian over the unit interval around ``residual`` (value minus mean)."""
     scales = scales.clamp_min(SCALE_MIN)

@@ -27,6 +27,7 @@ from .entropy import (
     FactorizedDensity,
     gaussian_coding_tables,
     gaussian_likelihood,
+    rate_input,
     scale_index,
 )
 from .exact import exact_copy
@@ -194,12 +195,8 @@ class EVC(nn.Module):
             scales2, means2 = self.spatial_prior(y1_hat, means, scales, q_step)
             res2 = y_s - means2
             y_hat_s = y1_hat + (ste_round(res2) + means2) * m2
-
-            def rate_input(r: torch.Tensor) -> torch.Tensor:
-                return r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
-
-            log_lik = m1 * torch.log2(gaussian_likelihood(rate_input(res1), scales)) + m2 * torch.log2(
-                gaussian_likelihood(rate_input(res2), scales2)
+            log_lik = m1 * torch.log2(gaussian_likelihood(rate_input(res1, noise), scales)) + m2 * torch.log2(
+                gaussian_likelihood(rate_input(res2, noise), scales2)
             )
             bits_y = -log_lik.sum(dim=(1, 2, 3))
         x_hat = self.synthesis(y_hat_s * q_step * scale)

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import CorruptStreamError, DesyncError
 from .coder import decode_substreams, encode_substreams
-from .entropy import SCALE_MAX, gaussian_likelihood, scale_index
+from .entropy import SCALE_MAX, gaussian_likelihood, rate_input, scale_index
 from .evc import (
     DEFAULT_SUBSTREAMS,
     EVC,
@@ -145,12 +145,16 @@ class MaskedLatents:
         return MaskedSymbols(self.mask, self.z_sym.to(torch.int32).cpu().numpy().ravel(), levels)
 
 
-def _rate_input(r: torch.Tensor, noise: bool) -> torch.Tensor:
-    return r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
-
-
 def _sum_pool(t: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(t, factor) * factor * factor if factor > 1 else t
+
+
+def check_rdo(model: EVC, rdo: int) -> None:
+    """ValueError unless ``rdo`` is 0 (zero-pass), 1 or 2, and passes go with a block-masked model."""
+    if rdo not in (0, 1, 2):
+        raise ValueError(f"rdo must be 0 (zero-pass), 1 or 2 passes, got {rdo}")
+    if rdo and not isinstance(model, MaskedEVC):
+        raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
 
 
 class MaskedEVC(EVC):
@@ -208,13 +212,13 @@ class MaskedEVC(EVC):
         maps = level_maps(mask, y.dtype)
         z = self.hyper_encoder(y)
         z_hat = ste_round(z)
-        bits_z = -torch.log2(self.z_density.likelihood(_rate_input(z, noise))).sum(1)
+        bits_z = -torch.log2(self.z_density.likelihood(rate_input(z, noise))).sum(1)
         hyper = self.hyper_decoder(z_hat)
 
         def level(y_k: torch.Tensor, params: torch.Tensor, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             scales, means = params.chunk(2, dim=1)
             res = y_k - means
-            bits = -(sel * torch.log2(gaussian_likelihood(_rate_input(res, noise), scales))).sum(1)
+            bits = -(sel * torch.log2(gaussian_likelihood(rate_input(res, noise), scales))).sum(1)
             return (ste_round(res) + means) * sel, bits
 
         y1 = lv.down1(y)
@@ -232,8 +236,8 @@ class MaskedEVC(EVC):
         res_b = y_s - means_b
         y_hat_s = y_hat_a + (ste_round(res_b) + means_b) * cb2
         bits0 = -(
-            cb1 * torch.log2(gaussian_likelihood(_rate_input(res_a, noise), scales))
-            + cb2 * torch.log2(gaussian_likelihood(_rate_input(res_b, noise), scales_b))
+            cb1 * torch.log2(gaussian_likelihood(rate_input(res_a, noise), scales))
+            + cb2 * torch.log2(gaussian_likelihood(rate_input(res_b, noise), scales_b))
         ).sum(1)
         bits_y_blocks = _sum_pool(bits0, 4) + _sum_pool(bits1, 2) + bits2
         return {
@@ -467,4 +471,4 @@ def _estimate(lat: MaskedLatents, substreams: int) -> float:
     return float(lat.bits) + framing + 2 * lat.mask.size
 
 
-__all__ = ["MaskedEVC", "MaskedFrame", "MaskedSymbols", "LevelNets"]
+__all__ = ["MaskedEVC", "MaskedFrame", "MaskedSymbols", "LevelNets", "check_rdo"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+def machine_description(device: torch.device) -> str:
+    """CPU model and core count, plus the GPU's name when one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {torch.get_num_threads()} torch threads"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; host {text}"
+    return text
+
+
 def load_model(
     name: str = "evc-s",
     device: str | torch.device = "cpu",
@@ -94,7 +109,9 @@ def load_model(
     channels-last, which oneDNN runs about twice as fast (analysis 59 -> 36 ms, synthesis 74 -> 37 ms at
     320x256 on 2 cores); the entropy parameters do not depend on the layout (see :mod:`.exact`).
     """
-    with _one_torch_thread():
+    # Loading is no faster with more threads (0.46 vs 0.53 s on 2 cores), and a thread that never runs a parallel
+    # operator never gets an OpenMP team: the thread that will run the model (QuantiseStage) keeps the cores.
+    with torch_threads(1):
         model = _load(canonical_name(name), weights, device, precision)
     if compile is not None:
         model.compile_transforms(compile)
@@ -102,12 +119,11 @@ def load_model(
 
 
 @contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch single-threaded in this thread for a while. Loading is no faster with more (0.46 vs 0.53 s on
-    2 cores), and a thread that never runs a parallel operator never gets an OpenMP team: the thread that will
-    run the model (see :class:`~streamcodec.pipeline.stages.QuantiseStage`) keeps the cores to its own."""
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch with ``count`` threads (None or 0: as it is) for a while; the previous count comes back after."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if count:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -124,8 +140,7 @@ def _load(canonical: str, weights: Path | None, device: str | torch.device, prec
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     model = create_model(canonical)
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state)
+    model.load_state_dict(load_file(str(path)))  # copied into the model's own dtypes (fp16 files to fp32)
     model.name = canonical
     model.codec_id = CODEC_IDS[canonical]
     model.weights_hash = weights_hash(path)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from ..bitstream import Packet, PacketType, StreamHeader
-from ..bitstream.format import PACKET_HEADER_SIZE
+from ..bitstream.format import PACKET_HEADER_SIZE, ColorFormat
 from ..errors import CorruptStreamError, DesyncError, FrameSizeError, UnsupportedVersionError, WrongModelError
 from .coder import CODER_ID
 from .evc import DEFAULT_SUBSTREAMS, EVC, PAD_MULTIPLE, EncodedFrame, QuantisedFrame
-from .masked import MaskedEVC, MaskedFrame
+from .masked import MaskedEVC, MaskedFrame, check_rdo
 from .quality import index_to_q
 
 #: The largest frame side the decoder accepts (the container allows more; the model's memory does not).
@@ -30,6 +30,11 @@ def to_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str) -> t
     """An RGB image (H, W, 3) uint8 array, or a (3, H, W)/(1, 3, H, W) float tensor in [0, 1], as (1, 3, H, W)."""
     if isinstance(image, torch.Tensor):
         x = image if image.dim() == 4 else image.unsqueeze(0)
+        if not image.is_floating_point() or x.dim() != 4 or x.shape[:2] != (1, 3):
+            raise ValueError(
+                f"expected a (3, H, W) or (1, 3, H, W) float tensor in [0, 1], got {image.dtype} of shape "
+                f"{tuple(image.shape)}"
+            )
         return x.to(device, torch.float32)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} array of shape {image.shape}")
@@ -59,16 +64,14 @@ class FrameEncoder:
     ) -> None:
         if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
             raise FrameSizeError(f"frame size {width}x{height} is outside 1..{MAX_SIDE}")
-        if rdo not in (0, 1, 2):
-            raise ValueError(f"rdo must be 0 (zero-pass), 1 or 2 passes, got {rdo}")
-        if rdo and not isinstance(model, MaskedEVC):
-            raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
+        check_rdo(model, rdo)
         self.model = model
         self.width, self.height = width, height
         self.q = q
         self.substreams = substreams
         #: optional rate controller (duck-typed, see ``streamcodec.ratecontrol``): ``choose(probe, index) -> q``
-        #: with ``probe(q) -> estimated bits`` of the frame, then ``update(q, real_bits)``
+        #: with ``probe(q) -> estimated bits`` of the frame, then ``update(q, real_bits, duration)``, the duration
+        #: in seconds from the previous frame's pts (None for the first frame: the controller assumes 1/fps)
         self.controller = controller
         #: block-masked models: 0 codes the variance mask (zero-pass), 1 or 2 refine it by RDO passes
         self.rdo = rdo
@@ -76,6 +79,7 @@ class FrameEncoder:
         #: seconds :meth:`quantise` waits, with a rate controller, for the previous frame's :meth:`code`
         self.code_timeout = 120.0
         self._in_flight = 0  # frames quantised and not yet coded
+        self._last_pts: int | None = None  # of the frame coded last
         self._coded = threading.Condition()
         self.device = model.q_basic.device
         self.header = StreamHeader(
@@ -135,12 +139,17 @@ class FrameEncoder:
 
     def code(self, quantised: QuantisedFrame, pts: int) -> tuple[Packet, EncodedFrame]:
         """Arithmetic-code a frame from :meth:`quantise` into its packet (with presentation time ``pts``), and
-        tell the rate controller its real size."""
+        tell the rate controller its real size and the media time since the previous frame (dropped frames and
+        variable frame rates count as the time they span)."""
         try:
             frame = self.model.code_frame(quantised)
             if self.controller is not None:
+                last, self._last_pts = self._last_pts, pts
+                duration = float((pts - last) * self.header.time_base) if last is not None and pts > last else None
                 # the packet's bits, header included: what the file or the link carries
-                self.controller.update(index_to_q(frame.q_index), 8 * (PACKET_HEADER_SIZE + len(frame.payload)))
+                self.controller.update(
+                    index_to_q(frame.q_index), 8 * (PACKET_HEADER_SIZE + len(frame.payload)), duration
+                )
         finally:
             with self._coded:
                 self._in_flight -= 1
@@ -170,6 +179,10 @@ class FrameEncoder:
         return features, lambda q: self.model.estimate_bits(features, q, self.substreams, **options)
 
 
+def _color_name(value: int) -> str:
+    return ColorFormat(value).name if value in ColorFormat._value2member_map_ else f"colour format {value}"
+
+
 class FrameDecoder:
     """Decodes the packets of one stream with the model that made it."""
 
@@ -182,6 +195,11 @@ class FrameDecoder:
             raise WrongModelError(
                 f"stream was encoded with {header.model_name!r} weights {header.weights_hash.hex()}, "
                 f"but the model given ({model.name!r}) has weights {model.weights_hash.hex()}"
+            )
+        if header.color_format != ColorFormat.RGB or header.pad_multiple != PAD_MULTIPLE:
+            raise UnsupportedVersionError(
+                f"stream codes {_color_name(header.color_format)} frames padded to multiples of "
+                f"{header.pad_multiple}; this build decodes RGB padded to multiples of {PAD_MULTIPLE}"
             )
         if not (header.width <= MAX_SIDE and header.height <= MAX_SIDE):
             raise FrameSizeError(f"frame size {header.width}x{header.height} exceeds {MAX_SIDE}")

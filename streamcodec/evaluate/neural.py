@@ -9,7 +9,7 @@ import numpy as np
 from ..bitstream.format import PACKET_HEADER_SIZE
 from ..codec.coder import CODER_ID
 from ..codec.evc import EVC, PAYLOAD_VERSION, PRECISIONS
-from ..codec.masked import MASKED_PAYLOAD_VERSION, MaskedEVC, MaskedFrame
+from ..codec.masked import MASKED_PAYLOAD_VERSION, MaskedEVC, MaskedFrame, check_rdo
 from ..codec.stream import to_image, to_tensor
 
 #: The qps an RD sweep uses by default (covers about 0.1-1.5 bpp on Kodak with trained weights).
@@ -24,8 +24,7 @@ class NeuralCodec:
     """
 
     def __init__(self, model: EVC, settings: Sequence[float] = DEFAULT_QPS, rdo: int = 0) -> None:
-        if rdo and not isinstance(model, MaskedEVC):
-            raise ValueError(f"RDO passes need a block-masked model (e.g. evc-s-rdo), not {model.name!r}")
+        check_rdo(model, rdo)
         self.model = model
         self.settings = tuple(settings)
         self.rdo = rdo

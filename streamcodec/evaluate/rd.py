@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..train.data import read_rgb
 from .baselines import Codec, Setting
 from .bdrate import bd_rate
 from .metrics import bpp, ms_ssim, psnr
@@ -119,13 +119,6 @@ class RDResults:
         return cls([RDPoint(**p) for p in json.loads(text)["points"]])
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _cache_file(cache_dir: Path, key: list) -> Path:
     return cache_dir / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()}.json"
 
@@ -190,7 +183,7 @@ def evaluate(
                     point = _read_cached(file, key, path.name) if file is not None else None
                     if point is None:
                         if img is None:
-                            img = _load_rgb(path)
+                            img = read_rgb(path)
                         point = _measure(codec, setting, img, path.name)
                         if file is not None:
                             _write_cached(file, key, point)

@@ -1,4 +1,4 @@
-"""Frame sinks: write RGB ``uint8`` frames as raw bytes, PNG files, Y4M or H.264 video."""
+"""Frame sinks: write RGB ``uint8`` frames as raw bytes, PNG files, Y4M, H.264 or lossless FFV1 video."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc
 from streamcodec.io.readers import DEFAULT_FPS
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov"})
+FFV1_SUFFIXES = frozenset({".mkv", ".avi", ".nut"})
 H264_OPTIONS = {"crf": "18", "preset": "fast"}
 
 _PATTERN = re.compile(r"%0?\d*d")
@@ -175,18 +176,56 @@ class VideoSink(FrameSink):
     def close(self) -> None:
         if self._container is None:
             return
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None
+        try:
+            container.mux(self._stream.encode(None))  # the encoder's delayed frames
+        finally:
+            container.close()
 
 
-def open_sink(output: str, width: int, height: int, fps: Fraction | None) -> FrameSink:
+class Ffv1Sink(FrameSink):
+    """Lossless FFV1 (RGB, as bgr0) in Matroska, AVI or NUT."""
+
+    def __init__(self, output: str, width: int, height: int, fps: Fraction | None) -> None:
+        super().__init__(width, height, fps)
+        self._container = av.open(output, "w")
+        self._stream = self._container.add_stream("ffv1", rate=self.fps)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "bgr0"
+
+    def _write(self, image: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
+        frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            container.mux(self._stream.encode(None))
+        finally:
+            container.close()
+
+
+def check_video_codec(output: str, codec: str) -> None:
+    """ValueError unless ``codec`` (``h264`` or ``ffv1``) can write ``output``."""
+    if codec not in ("h264", "ffv1"):
+        raise ValueError(f"codec must be 'h264' or 'ffv1', not {codec!r}")
+    if codec == "ffv1" and Path(output).suffix.lower() not in FFV1_SUFFIXES:
+        raise ValueError(f"FFV1 needs a .mkv, .avi or .nut output, not {output}")
+
+
+def open_sink(output: str, width: int, height: int, fps: Fraction | None, codec: str = "h264") -> FrameSink:
     """Open where decoded frames go, chosen by ``output``.
 
     ``-`` is raw rgb24 on stdout; ``*.png`` is one PNG, or one per frame with a ``%05d``
-    pattern; ``*.y4m`` is YUV4MPEG2 4:4:4; ``*.mp4``/``*.mkv``/``*.mov`` is H.264. ``fps``
-    (default 25) is the rate of Y4M and video outputs.
+    pattern; ``*.y4m`` is YUV4MPEG2 4:4:4; ``*.mp4``/``*.mkv``/``*.mov`` is H.264, or with ``codec="ffv1"``
+    ``*.mkv``/``*.avi``/``*.nut`` is lossless FFV1. ``fps`` (default 25) is the rate of Y4M and video outputs.
     """
+    check_video_codec(output, codec)
+    if codec == "ffv1":
+        return Ffv1Sink(output, width, height, fps)
     if output == "-":
         return RawSink(sys.stdout.buffer, width, height, fps)
     suffix = Path(output).suffix.lower()

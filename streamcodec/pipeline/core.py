@@ -19,6 +19,7 @@ import asyncio
 import atexit
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -343,27 +344,42 @@ class HopStats:
 class PipelineStats:
     """Everything a progress line or a summary needs: per-hop counters and end-to-end latency."""
 
-    def __init__(self, source: HopStats, stages: list[HopStats], sink: HopStats, time_base: Fraction) -> None:
+    def __init__(
+        self,
+        source: HopStats,
+        stages: list[HopStats],
+        sink: HopStats,
+        time_base: Fraction,
+        frame_rate: Fraction | None = None,
+    ) -> None:
         self.source = source
         self.stages = stages
         self.sink = sink
         self.time_base = time_base
+        #: the source's nominal frame rate, if it has one: one frame's duration at the end of the media time
+        self.frame_rate = frame_rate
         self.reconnects = 0
         self.started = time.perf_counter()
         self.ended: float | None = None
         self.first_pts: int | None = None
         self.last_pts: int | None = None
+        #: the shortest pts step between consecutive outputs: one frame's duration (drops and gaps are longer)
+        self.frame_step: int | None = None
         self.last_q: float | None = None
         self.latency_sum = 0.0
         self.latency_max = 0.0
         self._recent: deque[float] = deque(maxlen=512)
 
     def record_output(self, item: Item, now: float) -> None:
+        """Count ``item`` as written at ``now`` (perf_counter time)."""
         latency = now - item.created
         self.latency_sum += latency
         self.latency_max = max(self.latency_max, latency)
         self._recent.append(latency)
         self.first_pts = item.pts if self.first_pts is None else self.first_pts
+        if self.last_pts is not None and item.pts > self.last_pts:
+            step = item.pts - self.last_pts
+            self.frame_step = step if self.frame_step is None else min(self.frame_step, step)
         self.last_pts = item.pts
         if "q" in item.info:
             self.last_q = item.info["q"]
@@ -391,15 +407,22 @@ class PipelineStats:
 
     @property
     def media_seconds(self) -> float:
-        """Media time covered so far: from the first pts to one frame past the last."""
+        """Media time covered so far: from the first pts to one frame past the last (dropped frames and gaps in
+        the timestamps count as the time they cover). A frame lasts 1 / :attr:`frame_rate`, or without one the
+        shortest pts step seen."""
         if self.first_pts is None or self.last_pts is None:
             return 0.0
-        span = float((self.last_pts - self.first_pts) * self.time_base)
-        return span * self.frames / (self.frames - 1) if self.frames > 1 else 0.0
+        if self.frame_rate:
+            last = 1 / self.frame_rate
+        elif self.frame_step is not None:
+            last = self.frame_step * self.time_base
+        else:
+            return 0.0
+        return float((self.last_pts - self.first_pts) * self.time_base + last)
 
     @property
     def bitrate(self) -> float:
-        """Bits per second of media time, from the bytes the first sink wrote."""
+        """Bits per second of media time, from the coded frames' bytes (``item.info["bytes"]``)."""
         seconds = self.media_seconds
         return 8 * self.sink.bytes / seconds if seconds > 0 else 0.0
 
@@ -413,7 +436,7 @@ class PipelineStats:
         if not self._recent:
             return 0.0
         ordered = sorted(self._recent)
-        return 1e3 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return 1e3 * ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -482,6 +505,9 @@ class Pipeline:
         self._queues: list[Mailbox | _Queue] = []
         self._stopping = False
         self._source_task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
+        #: True while the source task waits in ``source.read()``, the one place :meth:`stop` interrupts it
+        self._reading = False
         hops = [HopStats(stage.name) for stage in self.stages]
         sink_name = "+".join(sink.name for sink in self.sinks)
         self.stats = PipelineStats(HopStats(source.name), hops, HopStats(sink_name), source.time_base)
@@ -492,6 +518,7 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop reading the source; what is in flight is still coded and written, then :meth:`run` returns.
+        While the hops are still opening (e.g. a TCP sink waiting for its first clients), opening ends at once.
 
         Call it from the event loop's thread (e.g. a signal handler installed with ``loop.add_signal_handler``).
         """
@@ -499,18 +526,36 @@ class Pipeline:
             return
         self._stopping = True
         self.source.stop()
-        if self._source_task is not None:
+        if self._opening is not None:
+            self._opening.cancel()
+        if self._source_task is not None and self._reading:
+            # Only a read is cancelled: a frame already read is still queued, and the end of the stream always is.
             self._source_task.cancel()
 
     async def run(self) -> PipelineStats:
         hops = [self.source, *self.stages, *self.sinks]
         opened: list[Source | Stage | Sink] = []
         error: BaseException | None = None
-        try:
+
+        async def open_all() -> None:
             for hop in hops:
+                opened.append(hop)  # closed on the way out even if its open() fails half-way
                 await hop.open()
-                opened.append(hop)
-            self.stats.time_base = self.source.time_base
+
+        try:
+            opening = self._opening = asyncio.create_task(open_all(), name="pipeline-open")
+            try:
+                await asyncio.wait({opening})
+            except asyncio.CancelledError:
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+                raise
+            finally:
+                self._opening = None
+            if opening.cancelled():  # by stop(): no frame was read; the hops are closed below
+                return self.stats
+            opening.result()  # a hop's error
+            self.stats.time_base, self.stats.frame_rate = self.source.time_base, self.source.fps
             self.stats.started = time.perf_counter()
             await self._move()
         except BaseException as exc:
@@ -519,11 +564,11 @@ class Pipeline:
             for hop in reversed(opened):  # sinks first: their outputs get finalised even after an error
                 try:
                     await hop.close()
-                except Exception as exc:  # noqa: BLE001 - the first error wins, the others are logged
-                    log.warning("closing %s failed: %s", hop.name, exc)
-                    error = error or exc
-            if self.source not in opened:
-                await self.source.close()
+                except Exception as exc:  # noqa: BLE001 - the first error wins
+                    if error is None:
+                        error = exc
+                    else:  # most often the same fault again (a full disk fails the write and the close)
+                        log.debug("closing %s failed too: %s", hop.name, exc)
             self.stats.reconnects = self.source.reconnects
             self.stats.ended = time.perf_counter()
         if error is not None:
@@ -555,24 +600,24 @@ class Pipeline:
     async def _read_source(self) -> None:
         out = self._queues[0]
         hop = self.stats.source
-        pending: Item | None = None
-        try:
-            while not self._stopping:
-                start = time.perf_counter()
-                pending = await self.source.read()
-                if pending is None:
-                    break
-                hop.frames_out += 1
-                hop.record(time.perf_counter() - start)
-                self.stats.reconnects = self.source.reconnects
-                await out.put(pending)
-                pending = None
-                hop.dropped = out.dropped
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-            if pending is not None:  # stopped while waiting for room: the frame read is still coded
-                await out.put(pending)
+        while not self._stopping:
+            start = time.perf_counter()
+            self._reading = True
+            try:
+                item = await self.source.read()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                break
+            finally:
+                self._reading = False
+            if item is None:
+                break
+            hop.frames_out += 1
+            hop.record(time.perf_counter() - start)
+            self.stats.reconnects = self.source.reconnects
+            await out.put(item)
+            hop.dropped = out.dropped
         hop.dropped = out.dropped
         await out.put(EOS)
 

@@ -41,6 +41,18 @@ TS_TIME_BASE = Fraction(1, 90000)
 HELLO_LIMIT = 1024
 
 
+@contextlib.contextmanager
+def _write_errors(name: str) -> Iterator[None]:
+    """A full disk, a file size limit or an unwritable path as one clear :class:`SinkError` naming ``name``. A
+    closed pipe stays a BrokenPipeError (the command line ends quietly, as ``cat`` does)."""
+    try:
+        yield
+    except (BrokenPipeError, SinkError):
+        raise
+    except OSError as error:  # PyAV's errors with an errno are OSErrors too
+        raise SinkError(f"cannot write {name}: {error.strerror or error}") from error
+
+
 class ScvFileSink(Sink):
     """A ``.scv`` stream to a path, ``-`` (stdout) or a binary file object; every packet is flushed at once and
     :meth:`close` appends EOS, the index and the footer."""
@@ -69,17 +81,9 @@ class ScvFileSink(Sink):
         with self._errors():
             await self._worker.call(self._writer.write, item.data)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """A full disk or a file size limit as one clear :class:`SinkError`; the packets before stay decodable. A
-        closed pipe stays a BrokenPipeError (the command line ends quietly, as ``cat`` does)."""
-        try:
-            yield
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            name = "stdout" if self.file is sys.stdout.buffer else getattr(self.file, "name", self.file)
-            raise SinkError(f"cannot write {name}: {error.strerror or error}") from error
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        """Write errors as one :class:`SinkError` (:func:`_write_errors`); the packets before stay decodable."""
+        return _write_errors("stdout" if self.file is sys.stdout.buffer else getattr(self.file, "name", self.file))
 
     async def close(self) -> None:
         if self._writer is not None and not self._writer.closed:
@@ -330,7 +334,8 @@ class TsSink(Sink):
     Each TS packet holds whole ``.scv`` packets; the first holds the stream header and a HEADER_REPEAT precedes
     a data packet every ``header_every`` seconds, so a receiver (:class:`~.sources.TsSource`) may join late.
     pts are carried in 90 kHz. ``options`` go to the muxer; UDP datagrams carry 7 TS packets (``pkt_size=1316``)
-    unless the URL says otherwise.
+    unless the URL says otherwise, and every packet is flushed to the file or socket at once (``flush_packets``),
+    so an encoder killed mid-stream leaves what it had muxed.
     """
 
     name = "ts"
@@ -346,7 +351,7 @@ class TsSink(Sink):
         self.target = str(target)
         self.header = header
         self.header_every = header_every
-        self.options = dict(options or {})
+        self.options = {"flush_packets": "1", **(options or {})}
         if self.target.startswith("udp://") and "pkt_size" not in self.target:
             self.target += ("&" if "?" in self.target else "?") + "pkt_size=1316"  # 7 TS packets per datagram
         self._worker = Worker("sink:ts")
@@ -356,6 +361,7 @@ class TsSink(Sink):
         self._stream: Any = None
         self._last_header: float | None = None
         self._last_pts = -1
+        self._closed = False
 
     async def open(self) -> None:
         await self._worker.call(self._open)
@@ -364,14 +370,16 @@ class TsSink(Sink):
         import av
 
         try:
-            self._container = av.open(self.target, "w", format="mpegts", options=self.options)
-        except av.FFmpegError as error:
+            with _write_errors(self.target):
+                self._container = av.open(self.target, "w", format="mpegts", options=self.options)
+        except av.FFmpegError as error:  # not an OSError: an option or URL FFmpeg refuses
             raise SinkError(f"cannot write {self.target}: {error.strerror}") from error
         self._stream = self._container.add_data_stream()
         self._stream_writer = StreamWriter(self._bytes, self.header)  # type: ignore[arg-type]
 
     async def write(self, item: Item) -> None:
-        await self._worker.call(self._write, item)
+        with _write_errors(self.target):
+            await self._worker.call(self._write, item)
 
     def _write(self, item: Item) -> None:
         assert self._stream_writer is not None
@@ -399,8 +407,12 @@ class TsSink(Sink):
         self._container.mux(packet)
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
-            await self._worker.call(self._close)
+            with _write_errors(self.target):
+                await self._worker.call(self._close)
         finally:
             self._worker.close()
 
@@ -464,16 +476,22 @@ class IteratorSink(Sink):
     name = "iterator"
 
     def __init__(self, maxsize: int = 8) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, not {maxsize}")
+        # The queue itself is unbounded so that closing never waits for a consumer that stopped iterating;
+        # the semaphore bounds the items waiting.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._room = asyncio.Semaphore(maxsize)
         self._closed = False
 
     async def write(self, item: Item) -> None:
-        await self._queue.put(item)
+        await self._room.acquire()
+        self._queue.put_nowait(item)
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._queue.put(EOS)
+            self._queue.put_nowait(EOS)
 
     def __aiter__(self) -> IteratorSink:
         return self
@@ -483,55 +501,26 @@ class IteratorSink(Sink):
         if item is EOS:
             self._queue.put_nowait(EOS)  # later iterations end too
             raise StopAsyncIteration
+        self._room.release()
         return item
 
 
 # -- decoded frames -------------------------------------------------------------------------------------------
 
 
-class _Ffv1Writer:
-    """Lossless FFV1 (RGB, as bgr0) in Matroska, AVI or NUT through PyAV."""
-
-    def __init__(self, output: str, width: int, height: int, fps: Fraction) -> None:
-        import av
-
-        self._container = av.open(output, "w")
-        self._stream = self._container.add_stream("ffv1", rate=fps)
-        self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "bgr0"
-        self._count = 0
-
-    def write(self, image: np.ndarray) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="bgr0")
-        frame.pts = self._count
-        self._count += 1
-        self._container.mux(self._stream.encode(frame))
-
-    def close(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
-            try:
-                container.mux(self._stream.encode(None))
-            finally:
-                container.close()
-
-
 class FrameFileSink(Sink):
     """Decoded frames to a file through :func:`streamcodec.io.open_sink` (``-`` raw rgb24 on stdout, ``.png``
-    (``%05d`` pattern for several), ``.y4m``, H.264 ``.mp4``/``.mkv``/``.mov``), or with ``codec="ffv1"``
-    lossless FFV1 in ``.mkv``/``.avi``/``.nut``."""
+    (``%05d`` pattern for several), ``.y4m``, H.264 ``.mp4``/``.mkv``/``.mov``, or with ``codec="ffv1"``
+    lossless FFV1 in ``.mkv``/``.avi``/``.nut``), written in a worker thread."""
 
     name = "frames"
 
     def __init__(
         self, output: str, width: int, height: int, fps: Fraction | None, *, codec: Literal["h264", "ffv1"] = "h264"
     ) -> None:
-        if codec not in ("h264", "ffv1"):
-            raise ValueError(f"codec must be 'h264' or 'ffv1', not {codec!r}")
-        if codec == "ffv1" and Path(output).suffix.lower() not in (".mkv", ".avi", ".nut"):
-            raise ValueError(f"FFV1 needs a .mkv, .avi or .nut output, not {output}")
+        from ..io.writers import check_video_codec
+
+        check_video_codec(output, codec)
         self.output = output
         self.size = (width, height)
         self.fps = fps
@@ -541,26 +530,25 @@ class FrameFileSink(Sink):
         self._worker = Worker("sink:frames")
 
     async def open(self) -> None:
-        await self._worker.call(self._open)
+        with _write_errors("stdout" if self.output == "-" else self.output):
+            await self._worker.call(self._open)
 
     def _open(self) -> None:
         from ..io import open_sink
 
-        fps = Fraction(self.fps or 25)
-        if self.codec == "ffv1":
-            self._writer = _Ffv1Writer(self.output, *self.size, fps)
-        else:
-            self._writer = open_sink(self.output, *self.size, fps)
+        self._writer = open_sink(self.output, *self.size, self.fps, codec=self.codec)
 
     async def write(self, item: Item) -> None:
-        await self._worker.call(self._writer.write, item.data)
+        with _write_errors(self.output):
+            await self._worker.call(self._writer.write, item.data)
         self.frames_written += 1
 
     async def close(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
-                await self._worker.call(writer.close)
+                with _write_errors(self.output):
+                    await self._worker.call(writer.close)
             except BrokenPipeError:
                 pass
         self._worker.close()

@@ -50,12 +50,10 @@ class Decision:
     budget: float | None = None
     #: the controller's prediction of the frame's real size at ``q``
     predicted_bits: float | None = None
-    #: hard upper bound from the VBV (bits the decoder buffer holds before this frame), if any
-    cap: float | None = None
     probes: list[tuple[float, float]] = field(default_factory=list)
     scene_cut: bool = False
     real_bits: int | None = None
-    #: decoder-buffer fullness before this frame was removed (VBV modes)
+    #: decoder-buffer fullness before this frame was removed (VBV modes): the hard upper bound on its size
     buffer_before: float | None = None
 
 
@@ -103,11 +101,6 @@ class RateController(ABC):
     def _begin(self, frame_index: int, q: float) -> Decision:
         self.last = Decision(frame_index=frame_index, q=q)
         return self.last
-
-    @property
-    def average_bitrate(self) -> float:
-        """Bits per second so far, at the nominal frame rate."""
-        return self.total_bits * self.fps / self.frames if self.frames else 0.0
 
     def describe(self) -> dict:
         """The settings, for logs and --json output."""

@@ -111,14 +111,15 @@ def load_clip(path: str | Path, model: Any, scale: tuple[int, int] | None, frame
 
 def encode_pass(model: Any, clip: Clip, controller: RateController, label: str, psnr: bool = False,
                 substreams: int | None = None) -> PassResult:
-    """Code every frame of ``clip`` under ``controller`` exactly as ``FrameEncoder`` does (probe on the cached
-    features, compress, report the real size), timing the probes."""
+    """Code every frame of ``clip`` under ``controller`` as ``FrameEncoder`` does with a plain (not block-masked)
+    model (probe on the cached features, compress, report the real size), timing the probes."""
     import torch
 
     from ..bitstream.format import PACKET_HEADER_SIZE
     from ..codec.evc import DEFAULT_SUBSTREAMS
     from ..codec.quality import index_to_q
     from ..codec.stream import to_image, to_tensor
+    from ..evaluate.metrics import psnr as psnr_db
 
     substreams = substreams or DEFAULT_SUBSTREAMS
     device = model.q_basic.device
@@ -150,8 +151,7 @@ def encode_pass(model: Any, clip: Clip, controller: RateController, label: str, 
         res.probes.append(len(dec.probes) if dec is not None else 0)
         res.probe_seconds += spent[0]
         if x_hat is not None:
-            err = (to_image(x_hat).astype(np.float64) - image) ** 2
-            res.psnr.append(10 * math.log10(255**2 / max(float(err.mean()), 1e-12)))
+            res.psnr.append(psnr_db(to_image(x_hat), image))
     return res
 
 

@@ -17,9 +17,9 @@ secant steps on each frame's own probes absorb that. Hence:
 * ``a`` (the intercept, i.e. the frame's complexity) is re-measured on every frame by the first probe and
   warm-started from the previous frame;
 * the real coded size is the estimate plus a small additive overhead (``EVC.estimate_bits`` already counts the
-  payload framing; what remains is the arithmetic coder's flush and word padding, measured at 100..140 bits per
-  frame whatever the frame size), learned online from ``real - predicted`` after each frame, with its spread, so
-  caps can keep a safety margin.
+  payload framing; what remains is the 224-bit packet header the controllers are told about, and the arithmetic
+  coder's flush and word padding, measured at 100..140 bits per frame whatever the frame size), learned online
+  from ``real - predicted`` after each frame, with its spread, so caps can keep a safety margin.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from .vbv import VBV
 
 #: the share of the VBV fullness a frame may be planned to use (the rest absorbs prediction error)
 VBV_SAFETY = 0.95
+#: weight of each frame's duration in the running mean :attr:`ModelController.frame_duration`
+DURATION_SMOOTHING = 0.3
 
 
 class CQPController(RateController):
@@ -102,6 +104,9 @@ class ModelController(RateController):
         #: a cut was seen after coding (no probes): lift the q clamp for the next frame
         self._free_next = False
         self.probe_count = 0
+        #: the media time a frame stands for, in seconds: 1/fps, then a running mean of the durations
+        #: :meth:`update` reports (dropped frames and variable frame rates make frames last longer)
+        self.frame_duration = 1.0 / self.fps
         self.scene_cuts = 0
 
     # -- mode hooks -----------------------------------------------------------------------------------------
@@ -109,7 +114,7 @@ class ModelController(RateController):
         """This frame's budget in real bits before complexity weighting (None: q-driven mode)."""
         raise NotImplementedError
 
-    def q_target(self, a: float | None, points: list[tuple[float, float]]) -> float | None:
+    def q_target(self, a: float | None) -> float | None:
         """For q-driven modes (CRF): the q to code at given this frame's intercept."""
         return None
 
@@ -142,14 +147,13 @@ class ModelController(RateController):
         snapped = _SnappedProbe(probe) if probe is not None else None
         dec = self._begin(frame_index, self.start_q)
         cap_est = self._cap_est()
-        dec.cap = self.vbv.fullness if self.vbv is not None else None
-        dec.buffer_before = dec.cap
+        dec.buffer_before = self.vbv.fullness if self.vbv is not None else None
 
         # first guess from the previous frame's intercept
         lo, hi = self._window(self._free_next)
         self._free_next = False
         budget = self._budget(m.a)
-        q_guess = self.q_target(m.a, points)
+        q_guess = self.q_target(m.a)
         if q_guess is None:
             if m.a is None:
                 q_guess = self.start_q
@@ -170,7 +174,7 @@ class ModelController(RateController):
                 self.mean_a = a_frame
             lo, hi = self._window(cut or m.a is None)
             budget = self._budget(a_frame)
-            q_fixed = self.q_target(a_frame, points)
+            q_fixed = self.q_target(a_frame)
             if q_fixed is not None:  # q-driven: no search, one probe was the complexity measurement
                 q = snap_q(q_fixed, lo, hi)
                 pred = predict_from_points(q, points, m.slope)
@@ -205,6 +209,7 @@ class ModelController(RateController):
         return q
 
     def _after_frame(self, dec: Decision, duration: float) -> None:
+        self.frame_duration += DURATION_SMOOTHING * (duration - self.frame_duration)
         m = self.model
         if dec.probes:
             pred = predict_from_points(dec.q, dec.probes, m.slope)
@@ -269,7 +274,7 @@ class CRFController(ModelController):
     def base_budget(self) -> float | None:
         return None
 
-    def q_target(self, a: float | None, points: list[tuple[float, float]]) -> float | None:
+    def q_target(self, a: float | None) -> float | None:
         if a is None or self.mean_a is None:
             return self.crf
         adj = -self.strength * (a - self.mean_a) / self.model.slope
@@ -302,7 +307,8 @@ class ABRController(ModelController):
 
     @property
     def frame_bits(self) -> float:
-        return self.bitrate / self.fps
+        """The bits one frame may spend at the target rate."""
+        return self.bitrate * self.frame_duration
 
     def base_budget(self) -> float:
         owed = self.total_bits - self.allowed_bits
@@ -395,7 +401,7 @@ class CBRController(ModelController):
 
     def base_budget(self) -> float:
         vbv = self.vbv
-        r = self.bitrate / self.fps
+        r = self.bitrate * self.frame_duration
         # below its target the buffer is refilled as fast as ``drain`` allows (safety); above it, it is spent
         # at most ``max_spend`` faster than the channel
         return r + min((vbv.fullness - self.target_level) / self.drain_frames, self.max_spend * r)
@@ -403,7 +409,7 @@ class CBRController(ModelController):
     def _budget(self, a: float | None) -> float | None:
         budget = super()._budget(a)
         vbv = self.vbv
-        r = self.bitrate / self.fps
+        r = self.bitrate * self.frame_duration
         n, spent = self._window_frames, sum(self._recent)
         if len(self._recent) == n - 1:
             # a full trailing second: keep it below (1 + window_tol) x the rate. (No floor: a floor asks for big

@@ -2,7 +2,8 @@
 into a :class:`~streamcodec.ratecontrol.base.RateController`, shared by ``streamcodec encode --rc`` and the
 OpenCV-style writer.
 
-Rates are bits per second (numbers, or text such as ``2M``, ``500k``, ``1.5Mbps``); a VBV size is bits, or text:
+Rates are bits per second (numbers, or text such as ``2M``, ``500k``, ``1.5Mbps``; a capital ``B`` means bytes, as
+in FFmpeg: ``250kB/s`` is ``2M``); a VBV size is bits, or text:
 ``1s``/``500ms`` (time at ``maxrate``), ``3f`` (frames at ``maxrate / fps``) or bits (``400k``).
 """
 
@@ -19,19 +20,20 @@ from .vbv import VBV
 MODES = ("cqp", "crf", "abr", "cbr")
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
-_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)(?:b(?:ps|it/s|/s)?)?\s*$", re.IGNORECASE)
+#: number, SI prefix (any case), unit: b/bps/bit/s/b/s for bits, B/Bps/B/s for bytes (case matters only here)
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgG]?)(b(?:ps|it/s|/s)?|B(?:ps|/s)?)?\s*$")
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|f)\s*$", re.IGNORECASE)
 
 
 def parse_bitrate(text: str | float) -> float:
-    """``2M``, ``500k``, ``1.5Mbps``, ``300000`` (or a number) -> bits per second."""
+    """``2M``, ``500k``, ``1.5Mbps``, ``300000``, ``250kB/s`` (bytes) or a number -> bits per second."""
     if isinstance(text, int | float):
         value = float(text)
     else:
         m = _RATE.match(str(text))
         if not m:
             raise ValueError(f"expected a bitrate such as 2M, 500k or 300000, got {text!r}")
-        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()] * (8 if (m.group(3) or "").startswith("B") else 1)
     if not value > 0:
         raise ValueError(f"bitrate must be positive, got {text!r}")
     return value

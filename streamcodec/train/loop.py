@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import platform
 import signal
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import torch
 
 from ..codec.masked import MaskedEVC
 from ..codec.quality import ANCHOR_QPS, DEFAULT_LAMBDAS, QP_MAX, interpolate_log
-from ..codec.registry import canonical_name, create_model
+from ..codec.registry import canonical_name, create_model, machine_description
 from ..evaluate.metrics import ms_ssim_tensor
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CropSampler
@@ -59,7 +58,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     save_every_s: float = 600.0
-    #: Steps over which the learning rate ramps up at the start of each run (for a fresh optimiser).
+    #: Steps over which the learning rate ramps up from the optimiser's first step (a new run, or one started
+    #: from weights with a fresh optimiser); a resumed run continues the ramp where it stopped.
     warmup: int = 0
     #: Block-masked models: random masks before this step, variance masks from it on.
     random_mask_steps: int = 1000
@@ -67,13 +67,6 @@ class TrainConfig:
     #: A :class:`~.maskdecay.MaskDecayConfig` as a dict: ``model`` is then the student, trained masked from the
     #: teacher.
     mask_decay: dict[str, Any] | None = None
-
-
-def device_name(device: torch.device) -> str:
-    """A human name of the hardware a run uses, for the model card."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
 class Trainer:
@@ -90,6 +83,7 @@ class Trainer:
         self.mask_decay: MaskDecay | None = None
         if cfg.mask_decay is not None:
             self.mask_decay = MaskDecay(MaskDecayConfig(**cfg.mask_decay), cfg.model, device)
+            cfg.mask_decay = dataclasses.asdict(self.mask_decay.cfg)  # with the teacher's digest
             self.model = self.mask_decay.student
         else:
             self.model = create_model(cfg.model).to(device)
@@ -100,6 +94,8 @@ class Trainer:
         if isinstance(self.model, MaskedEVC):
             self.model.calibrate_masks(self.sampler.images)
         self.step = 0
+        #: The step at which the optimiser started (its warm-up counts from there).
+        self.optimizer_start = 0
         self.history: list[dict[str, float]] = []
         self.segments: list[dict[str, Any]] = []
         self.initialised_from: dict[str, Any] | None = None
@@ -125,6 +121,7 @@ class Trainer:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.step = state["step"]
+        trainer.optimizer_start = state.get("optimizer_start", 0)
         trainer.history = state["history"]
         trainer.segments = state["segments"]
         return trainer
@@ -148,7 +145,7 @@ class Trainer:
             trainer.initialised_from = {"model": meta["model"], "step": meta.get("step")}
             return trainer
         trainer.model.load_state_dict(state)
-        trainer.step = int(meta.get("step", 0))
+        trainer.step = trainer.optimizer_start = int(meta.get("step", 0))
         trainer.history = list(meta.get("history", []))
         trainer.segments = list(meta.get("segments", []))
         return trainer
@@ -174,6 +171,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "optimizer_start": self.optimizer_start,
             "history": self.history,
             "segments": self.segments,
         }
@@ -211,10 +209,19 @@ class Trainer:
             stats["ms_ssim"] = 1 - distortion.mean().item()
         return loss, stats
 
-    def train_step(self, lr_factor: float = 1.0) -> dict[str, float]:
-        """One optimisation step on batch ``self.step``; deterministic given seed and step."""
+    def lr_factor(self) -> float:
+        """The warm-up's factor on the learning rate at this step."""
+        warm = self.cfg.warmup
+        return min(1.0, (self.step - self.optimizer_start + 1) / warm) if warm else 1.0
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step on batch ``self.step``; deterministic given seed and step.
+
+        A non-finite loss or gradient raises :class:`FloatingPointError` before the weights or the optimiser
+        change, so the checkpoint saved on the way out still holds the last good step.
+        """
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * lr_factor
+            group["lr"] = self.cfg.lr * self.lr_factor()
         torch.manual_seed(self.cfg.seed * 7_919 + self.step)
         x = self.sampler.batch(self.step, self.cfg.batch).to(self.device, non_blocking=True).float() / 255
         if self.device.type == "cuda":
@@ -222,9 +229,13 @@ class Trainer:
         q = self.qualities(self.step, self.cfg.batch).to(self.device)
         self.model.train()
         loss, stats = self.loss(x, q)
+        if not math.isfinite(stats["loss"]):
+            raise FloatingPointError(f"loss is {stats['loss']} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip))
+        if not math.isfinite(stats["grad_norm"]):
+            raise FloatingPointError(f"gradient norm is {stats['grad_norm']} at step {self.step}")
         self.optimizer.step()
         self.step += 1
         if self.mask_decay is not None:
@@ -250,10 +261,7 @@ class Trainer:
             while not self._stop and (steps is None or self.step - first_step < steps):
                 if time_limit is not None and time.monotonic() - start >= time_limit:
                     break
-                warm = self.cfg.warmup
-                stats = self.train_step(min(1.0, (self.step - first_step + 1) / warm) if warm else 1.0)
-                if not math.isfinite(stats["loss"]):
-                    raise FloatingPointError(f"loss is {stats['loss']} at step {self.step}")
+                stats = self.train_step()
                 window.append(stats)
                 if self.step % self.cfg.log_every == 0:
                     mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
@@ -281,7 +289,7 @@ class Trainer:
     def _record_segment(self, first_step: int, start: float) -> None:
         self.segments.append(
             {
-                "hardware": device_name(self.device),
+                "hardware": machine_description(self.device),
                 "precision": "bf16" if self.bf16 else "fp32",
                 "from_step": first_step,
                 "to_step": self.step,

@@ -27,6 +27,7 @@ How the pieces are realised here:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -265,6 +266,9 @@ class MaskDecayConfig:
     #: 60 % of the decay phase (1 - x grows by a factor 1 + rate per step while x > 0).
     decay_rate: float | None = None
     distill: float = 1.0
+    #: SHA-256 of the teacher's weights, recorded when the run starts: a resumed run refuses another teacher
+    #: under the same name (retrained shipped weights, a checkpoint still training)
+    teacher_digest: str | None = None
 
     @property
     def rate(self) -> float:
@@ -291,6 +295,15 @@ def load_teacher(spec: str) -> tuple[str, dict[str, torch.Tensor]]:
     return name, load_model(name).state_dict()
 
 
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names and float32 values of ``weights``, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @contextmanager
 def _captured(module: nn.Module) -> Iterator[list[torch.Tensor]]:
     """Collect the outputs of ``module`` while the context is open."""
@@ -314,6 +327,13 @@ class MaskDecay:
         arch, weights = load_teacher(cfg.teacher)
         if arch != canonical_name(cfg.teacher_model):
             raise ValueError(f"teacher {cfg.teacher} is {arch}, the run was started from {cfg.teacher_model}")
+        digest = weights_digest(weights)
+        if cfg.teacher_digest is not None and digest != cfg.teacher_digest:
+            raise ValueError(
+                f"teacher {cfg.teacher} now holds other weights (sha256 {digest[:12]}...) than the run was started "
+                f"with ({cfg.teacher_digest[:12]}...)"
+            )
+        cfg.teacher_digest = digest
         self.teacher = create_model(arch)
         self.teacher.load_state_dict(weights)
         self.teacher.requires_grad_(False).eval().to(device)

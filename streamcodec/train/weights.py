@@ -23,10 +23,14 @@ def save_weights(
     dtype: torch.dtype = torch.float16,
     shard_bytes: int | None = None,
 ) -> list[Path]:
-    """Write ``state`` as ``path`` (or ``path`` stem + ``-00001-of-0000N`` shards) with JSON ``metadata``."""
+    """Write ``state`` as ``path`` (or ``path`` stem + ``-00001-of-0000N`` shards) with JSON ``metadata``.
+
+    Weights are stored as ``dtype``; float64 buffers (a masked model's variance thresholds) keep their precision.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().to("cpu", dtype if v.dtype != torch.float64 else v.dtype).contiguous()
+               for k, v in state.items()}
     groups: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name, t in tensors.items():
