@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -343,22 +344,31 @@ class ProcessPoolRunner:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = self._start()
+        #: the futures of the current pool: a broken pool's futures may fail after it was replaced
+        self._current: weakref.WeakSet[Future[TaskResult]] = weakref.WeakSet()
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
 
     def submit(self, task: Task, settings: EncodeSettings) -> Future[TaskResult]:
         try:
-            return self._pool.submit(run_task, task, settings)
-        except BrokenProcessPool as error:  # a worker died while none of our tasks was in flight
-            self.recover(error)
-            return self._pool.submit(run_task, task, settings)
+            future = self._pool.submit(run_task, task, settings)
+        except BrokenProcessPool:  # a worker died while none of our tasks was in flight
+            self._restart()
+            future = self._pool.submit(run_task, task, settings)
+        self._current.add(future)
+        return future
 
-    def recover(self, error: BaseException) -> None:
-        """A worker died (killed, out of memory): every task in flight failed; start a fresh pool."""
-        if isinstance(error, BrokenProcessPool):
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._start()
+    def recover(self, error: BaseException, future: Future[TaskResult]) -> None:
+        """``future`` failed with ``error``: if a worker of the current pool died (killed, out of memory), every
+        task in flight failed with it; start a fresh pool (once: the other failures of that pool change nothing)."""
+        if isinstance(error, BrokenProcessPool) and future in self._current:
+            self._restart()
+
+    def _restart(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+        self._current = weakref.WeakSet()
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -384,7 +394,7 @@ class RayRunner:
     def submit(self, task: Task, settings: EncodeSettings) -> Future[TaskResult]:
         return self._remote.remote(task, settings).future()
 
-    def recover(self, error: BaseException) -> None:
+    def recover(self, error: BaseException, future: Future[TaskResult]) -> None:
         """Nothing to do: Ray replaces lost workers itself."""
 
     def close(self) -> None:
@@ -433,7 +443,7 @@ def run_batch(
                 if len(job.results) == len(job.tasks):
                     _finish(job)
                 continue
-            runner.recover(error)
+            runner.recover(error, future)
             if tries[task] <= retries:
                 log.warning("%s: attempt %d failed (%s); retrying", task.input, tries[task], error)
                 queue.appendleft((job, task))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import av
@@ -200,3 +201,25 @@ def test_a_killed_worker_is_replaced(clips: Path, tmp_path: Path) -> None:
         runner.close()
     assert killed and [job.status for job in jobs] == ["encoded"] * 2
     assert all(job.attempts in (1, 2) for job in jobs)  # whether the pool noticed before or after a submit
+
+
+def test_late_failures_of_a_replaced_pool_leave_the_fresh_pool_alone(clips: Path, tmp_path: Path) -> None:
+    """A broken pool's futures may fail one after another, after retries went to its replacement: only the
+    first failure of the current pool restarts it (a second restart would cancel the retries)."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(clips / "a.mp4", tmp_path / "in" / "a.mp4")
+    (job,) = plan_batch(tmp_path / "in", tmp_path / "out")
+    job.output.parent.mkdir()
+    runner = ProcessPoolRunner(1)
+    try:
+        future = runner.submit(job.tasks[0], SETTINGS)
+        assert future.result().frames > 0
+        first = runner._pool
+        runner.recover(BrokenProcessPool("a worker died"), future)
+        fresh = runner._pool
+        assert fresh is not first
+        runner.recover(BrokenProcessPool("the same death, reported late"), future)
+        runner.recover(RuntimeError("a task's own error"), runner.submit(job.tasks[0], SETTINGS))
+        assert runner._pool is fresh
+    finally:
+        runner.close()

@@ -243,6 +243,14 @@ def test_seek_without_valid_footer_scans(damage: str) -> None:
     assert [p.pts for p in reader] == ([30, 40, 50, 60] if damage == "cut" else [30, 40, 50, 60, 70, 80, 90])
 
 
+def test_seek_in_a_scanned_stream_with_packets_out_of_order() -> None:
+    data, _, offsets = make_stream(7, close=False)  # no footer: the index is scanned
+    stray = data[offsets[6] :]  # the packet of pts 60 again, after pts 30
+    reader = StreamReader(io.BytesIO(data[: offsets[4]] + stray + data[offsets[4] :]))
+    reader.seek(45)
+    assert [p.pts for p in reader] == [40, 50, 60]
+
+
 def test_index_is_thinned_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "_MAX_INDEX_ENTRIES", 4)
     data, _, offsets = make_stream(10)

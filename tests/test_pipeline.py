@@ -36,6 +36,7 @@ from streamcodec.pipeline import (
     PipelineStats,
     ScvFileSink,
     ScvSource,
+    Source,
     SourceTimeoutError,
     Stage,
     TcpClientSource,
@@ -329,6 +330,16 @@ def test_a_hop_whose_open_fails_is_closed_too() -> None:
     with pytest.raises(OSError, match="no room"):
         run(Pipeline(IteratorSource(iter([drawn(0)]), fps=25), [], [first, Broken(lambda item: None)]).run())
     assert closed == [Broken.name, "first"]
+
+
+def test_options_an_input_cannot_honour_are_refused() -> None:
+    import cv2
+
+    with pytest.raises(ValueError, match="frames, scale: not for a list_iterator input"):
+        open_source(iter([drawn(0)]), frames=3, scale=(32, 24))
+    with pytest.raises(ValueError, match="realtime, scale: not for a VideoCapture input"):
+        open_source(cv2.VideoCapture(), scale=(32, 24), realtime=True)
+    assert isinstance(open_source(cv2.VideoCapture(), frames=3), Source)  # a capture stops after frames
 
 
 def test_iterator_sink_bounds_what_waits_and_a_consumer_may_leave_early() -> None:

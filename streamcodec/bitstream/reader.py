@@ -339,6 +339,6 @@ class StreamReader:
                 source.resync()
                 continue
             if item is None or item[1].type in (PacketType.EOS, PacketType.INDEX):
-                return index
+                return sorted(index)  # a damaged stream may hold packets out of order: seek bisects by pts
             if item[1].type in _DATA_TYPES:
                 index.append((item[1].pts, item[0]))

@@ -56,12 +56,9 @@ def parse_frame_threads(text: str) -> str | int:
     if text == "auto":
         return text
     try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or a count of at least 1, got {text!r}")
-    return count
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or a count of at least 1, got {text!r}") from None
 
 
 async def share_frame_threads(

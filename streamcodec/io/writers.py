@@ -142,7 +142,23 @@ class Y4mSink(FrameSink):
         self._file.close()
 
 
-class VideoSink(FrameSink):
+class _EncodedVideoSink(FrameSink):
+    """A PyAV container with one encoded video stream (``_container``, ``_stream``)."""
+
+    _container: av.container.OutputContainer | None
+    _stream: av.VideoStream
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            container.mux(self._stream.encode(None))  # the encoder's delayed frames
+        finally:
+            container.close()
+
+
+class VideoSink(_EncodedVideoSink):
     """H.264 (libx264, yuv420p, BT.601 limited range, tagged as such) in MP4, MKV or MOV.
 
     4:2:0 needs even sizes, so odd frames are padded by repeating their last row/column:
@@ -173,17 +189,9 @@ class VideoSink(FrameSink):
         frame.pts = self.frames_written
         self._container.mux(self._stream.encode(frame))
 
-    def close(self) -> None:
-        if self._container is None:
-            return
-        container, self._container = self._container, None
-        try:
-            container.mux(self._stream.encode(None))  # the encoder's delayed frames
-        finally:
-            container.close()
 
 
-class Ffv1Sink(FrameSink):
+class Ffv1Sink(_EncodedVideoSink):
     """Lossless FFV1 (RGB, as bgr0) in Matroska, AVI or NUT."""
 
     def __init__(self, output: str, width: int, height: int, fps: Fraction | None) -> None:
@@ -198,14 +206,6 @@ class Ffv1Sink(FrameSink):
         frame.pts = self.frames_written
         self._container.mux(self._stream.encode(frame))
 
-    def close(self) -> None:
-        if self._container is None:
-            return
-        container, self._container = self._container, None
-        try:
-            container.mux(self._stream.encode(None))
-        finally:
-            container.close()
 
 
 def check_video_codec(output: str, codec: str) -> None:

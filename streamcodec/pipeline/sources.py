@@ -496,10 +496,19 @@ def open_source(
     or a path / URL / device / ``lavfi:GRAPH`` / ``-`` (stdin) for :class:`MediaSource`.
 
     ``live`` overrides the policy the input implies; ``live_options`` go to :class:`MediaSource` (``realtime``,
-    ``reconnect``, ``reconnect_delay``, ``reconnect_attempts``).
+    ``reconnect``, ``reconnect_delay``, ``reconnect_attempts``). Options the input cannot honour (``scale`` for a
+    capture or an iterable, ``frames`` for an iterable, FFmpeg options for anything but a path or URL) raise
+    ValueError rather than being ignored.
     """
     if isinstance(input, Source):
         return input
+    if not isinstance(input, (str, Path)):
+        given = {"scale": scale, "options": options, "format": format, **live_options}
+        if type(input).__name__ != "VideoCapture":
+            given["frames"] = frames
+        unused = sorted(name for name, value in given.items() if value is not None)
+        if unused:
+            raise ValueError(f"{', '.join(unused)}: not for a {type(input).__name__} input (paths, URLs and devices)")
     if type(input).__name__ == "VideoCapture":
         timeouts = {"open_timeout": open_timeout, "read_timeout": read_timeout}
         return CaptureSource(input, live=live, frames=frames, fps=fps, **timeouts)
