@@ -121,6 +121,7 @@ class FileJob:
         return 8 * self.bytes * float(self.fps) / self.frames if self.frames and self.fps else 0.0
 
     def summary(self) -> dict[str, Any]:
+        """The job as a JSON-ready record (bitrate in bit/s; ``error`` only when there is one)."""
         record: dict[str, Any] = {
             "input": str(self.input),
             "output": str(self.output),
@@ -351,6 +352,7 @@ class ProcessPoolRunner:
         return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
 
     def submit(self, task: Task, settings: EncodeSettings) -> Future[TaskResult]:
+        """Run ``task`` with :func:`run_task` in a worker process (a fresh pool if it broke); return its future."""
         try:
             future = self._pool.submit(run_task, task, settings)
         except BrokenProcessPool:  # a worker died while none of our tasks was in flight
@@ -371,6 +373,7 @@ class ProcessPoolRunner:
         self._current = weakref.WeakSet()
 
     def close(self) -> None:
+        """Shut the pool down: cancel the tasks not yet started and wait for those running."""
         self._pool.shutdown(cancel_futures=True)
 
 
@@ -392,12 +395,14 @@ class RayRunner:
         self._remote = ray.remote(run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
 
     def submit(self, task: Task, settings: EncodeSettings) -> Future[TaskResult]:
+        """Run ``task`` with :func:`run_task` as a Ray task; return its future."""
         return self._remote.remote(task, settings).future()
 
     def recover(self, error: BaseException, future: Future[TaskResult]) -> None:
         """Nothing to do: Ray replaces lost workers itself."""
 
     def close(self) -> None:
+        """Shut down the Ray session if this runner started it."""
         if self._started:
             self._ray.shutdown()
 

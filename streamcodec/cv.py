@@ -265,6 +265,7 @@ class VideoWriter(_CvObject):
         return True
 
     def isOpened(self) -> bool:
+        """Whether the writer is open (a successful :meth:`open`, not yet released)."""
         return self._encoder is not None
 
     @property
@@ -436,6 +437,7 @@ class VideoCapture(_CvObject):
         return True
 
     def isOpened(self) -> bool:
+        """Whether a stream is open for reading (a successful :meth:`open`, not yet released)."""
         return self._decoder is not None
 
     def grab(self) -> bool:

@@ -34,6 +34,7 @@ class Setup:
 
     @property
     def name(self) -> str:
+        """A short label: the device, then ``-Nt`` for a thread count and ``-channels_last`` if set."""
         fmt = "-channels_last" if self.channels_last else ""
         return f"{self.device}{f'-{self.threads}t' if self.threads else ''}{fmt}"
 

@@ -147,6 +147,7 @@ class Mutator:
         ]  # fmt: skip
 
     def case(self, number: int) -> Case:
+        """Make case ``number``: the mutation kinds taken in turn, always the same case for a seed and number."""
         rng = random.Random(f"{self.seed}:{number}")
         kind, make = self.kinds[number % len(self.kinds)]
         case = make(rng, number // len(self.kinds))
@@ -475,9 +476,11 @@ class FuzzReport:
 
     @property
     def ok(self) -> bool:
+        """True when no case found a bug."""
         return not self.bugs
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (every status counted, even at 0)."""
         return {
             "ok": self.ok, "seed": self.seed, "start": self.start, "cases": self.cases, "seconds": self.seconds,
             "stream_bytes": self.stream_bytes, "stream_packets": self.stream_packets,

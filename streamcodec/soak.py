@@ -127,6 +127,7 @@ class SoakReport:
         }
 
     def write_csv(self, path: str | Path) -> None:
+        """Write the samples to ``path`` as CSV, one row per sample, a column per :class:`Sample` field."""
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(Sample.__dataclass_fields__))
             writer.writeheader()

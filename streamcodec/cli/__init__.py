@@ -14,6 +14,7 @@ COMMANDS = (encode, decode, info, train, export, eval, bench, desync, benchrc, s
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``streamcodec`` argument parser, with every subcommand of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog="streamcodec", description="Neural video compression (EVC).")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:

@@ -16,6 +16,7 @@ from ..pipeline import Worker
 
 
 def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "evc-s", precision: bool = True) -> None:
+    """Add ``--model``, ``--weights``, ``--device``, ``--threads`` and, with ``precision``, ``--precision`` to ``p``."""
     p.add_argument("--model", default=default_model, help="model name (see `streamcodec info --models`)")
     p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped ones")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -25,17 +26,20 @@ def add_model_options(p: argparse.ArgumentParser, default_model: str | None = "e
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--precision``, the dtype of the analysis and synthesis transforms, to ``p``."""
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="dtype of the analysis and synthesis transforms (the entropy path stays exact; default fp32)")
 
 
 def add_compile_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--compile MODE``, the transforms' ``torch.compile`` mode, to ``p``."""
     p.add_argument("--compile", choices=COMPILE_MODES, metavar="MODE",
                    help="run the analysis and synthesis transforms as torch.compile graphs in this mode "
                         f"({', '.join(COMPILE_MODES)}); built on the first frame (tens of seconds)")
 
 
 def configure_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count to ``threads``, if given."""
     if threads:
         torch.set_num_threads(threads)
 

@@ -82,6 +82,7 @@ def tcp_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def input_options(args: argparse.Namespace) -> dict[str, str]:
+    """The FFmpeg input options of ``--video-size``, ``--framerate``, ``--input-format`` and each ``-O KEY=VALUE``."""
     options: dict[str, str] = {}
     for key in ("video_size", "framerate", "input_format"):
         if getattr(args, key):

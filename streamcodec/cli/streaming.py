@@ -115,6 +115,7 @@ class FrameLog:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the ``--stats`` file, if any. Idempotent."""
         if self._file is not None:
             self._file.close()
             self._file = None

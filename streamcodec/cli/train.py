@@ -134,6 +134,7 @@ def mask_decay_settings(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    """Run ``streamcodec pack-crops``: write the JPEG crops, print what was written; return the exit status."""
     total = pack_crops(args.source, args.dest, args.size, args.per_image, args.quality)
     if args.json:
         crops = len(image_files(args.source)) * args.per_image

@@ -30,17 +30,19 @@ class Codec(Protocol):
     """
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The codec's name in results and cache keys; unique within an evaluation."""
 
     @property
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """A tag that changes whenever the output for a setting may change; results are cached under it."""
 
     @property
-    def settings(self) -> Sequence[Setting]: ...
+    def settings(self) -> Sequence[Setting]:
+        """The quality settings an RD sweep codes every image with."""
 
     def code(self, img: np.ndarray, setting: Setting) -> tuple[int, np.ndarray]:
         """Code a uint8 RGB HxWx3 image; return (bitstream bytes, uint8 RGB HxWx3 reconstruction)."""
-        ...
 
 
 class JpegCodec:

@@ -56,22 +56,27 @@ class FrameSource:
 
     @property
     def width(self) -> int:
+        """Width of the frames yielded, in pixels (after any scaling)."""
         return self._width
 
     @property
     def height(self) -> int:
+        """Height of the frames yielded, in pixels (after any scaling)."""
         return self._height
 
     @property
     def fps(self) -> Fraction | None:
+        """Nominal frame rate in frames per second, or None when the source states none."""
         return self._fps
 
     @property
     def time_base(self) -> Fraction:
+        """The unit of the frames' ``pts``, in seconds."""
         return self._time_base
 
     @property
     def frame_count(self) -> int | None:
+        """How many frames the source holds, or None when it does not say."""
         return self._frame_count
 
     def __iter__(self) -> Iterator[Frame]:

@@ -95,6 +95,7 @@ class Worker:
         self._closed = False
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the thread after the calls submitted before it; return its result or raise its error."""
         if self._closed:
             raise RuntimeError(f"worker {self.name} is closed")
         if self._thread is None:
@@ -161,6 +162,7 @@ class Mailbox:
         self.maxsize = 1
 
     def put_nowait(self, item: Any) -> None:
+        """Put ``item`` in the slot, replacing (and counting as dropped) a frame not yet taken; never waits."""
         if item is not EOS and self._items and self._items[-1] is not EOS:
             self._items.pop()
             self.dropped += 1
@@ -168,15 +170,18 @@ class Mailbox:
         self._ready.set()
 
     async def put(self, item: Any) -> None:
+        """Same as :meth:`put_nowait` (the ``asyncio.Queue`` interface); never waits."""
         self.put_nowait(item)
 
     async def get(self) -> Any:
+        """Take the oldest item, waiting until there is one."""
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
         return self._items.popleft()
 
     def qsize(self) -> int:
+        """Items waiting: at most the frame in the slot and :data:`EOS`."""
         return len(self._items)
 
 
@@ -209,7 +214,8 @@ class Source(ABC):
         """Connect and learn the stream's properties; called by the pipeline if not called before."""
 
     @abstractmethod
-    async def read(self) -> Item | None: ...
+    async def read(self) -> Item | None:
+        """Return the next item, or None at the end of the stream."""
 
     def stop(self) -> None:
         """Ask a blocking read or a reconnect back-off to end early (thread-safe). The next read may end the
@@ -240,7 +246,8 @@ class Stage(ABC):
         """Prepare; called once before the first item."""
 
     @abstractmethod
-    async def process(self, item: Item) -> Item | None: ...
+    async def process(self, item: Item) -> Item | None:
+        """Return the new item made from ``item``, or None to let it go."""
 
     async def close(self) -> None:
         """Release resources. Idempotent."""
@@ -280,7 +287,8 @@ class Sink(ABC):
         """Create the output; called once before the first item."""
 
     @abstractmethod
-    async def write(self, item: Item) -> None: ...
+    async def write(self, item: Item) -> None:
+        """Write ``item`` to the output."""
 
     async def close(self) -> None:
         """Finish the output. Idempotent."""
@@ -308,6 +316,7 @@ class HopStats:
     last: float | None = None
 
     def record(self, seconds: float) -> None:
+        """Add one call that took ``seconds`` to the busy time and worst latency; stamp the first and last output."""
         now = time.perf_counter()
         self.first = now if self.first is None else self.first
         self.last = now
@@ -321,11 +330,13 @@ class HopStats:
 
     @property
     def fps(self) -> float:
+        """Frames out per second between the first and the last output (0.0 before two frames)."""
         if self.first is None or self.last is None or self.frames_out < 2 or self.last <= self.first:
             return 0.0
         return (self.frames_out - 1) / (self.last - self.first)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (rates rounded)."""
         return {
             "name": self.name,
             "frames_in": self.frames_in,
@@ -386,6 +397,7 @@ class PipelineStats:
 
     @property
     def hops(self) -> list[HopStats]:
+        """The source, stages and sink counters, in pipeline order."""
         return [self.source, *self.stages, self.sink]
 
     @property
@@ -395,14 +407,17 @@ class PipelineStats:
 
     @property
     def dropped(self) -> int:
+        """Frames dropped, all hops together."""
         return sum(h.dropped for h in self.hops)
 
     @property
     def elapsed(self) -> float:
+        """Wall-clock seconds from the start of the run to its end (or to now while it runs)."""
         return (self.ended or time.perf_counter()) - self.started
 
     @property
     def fps(self) -> float:
+        """Frames that reached the sinks per wall-clock second."""
         return self.frames / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
@@ -428,6 +443,7 @@ class PipelineStats:
 
     @property
     def latency_ms(self) -> float:
+        """Mean end-to-end latency per frame: from the source producing it to all sinks having written it."""
         return 1e3 * self.latency_sum / self.frames if self.frames else 0.0
 
     @property
@@ -439,6 +455,7 @@ class PipelineStats:
         return 1e3 * ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict, per-hop counters under ``hops``."""
         return {
             "frames": self.frames,
             "dropped": self.dropped,
@@ -514,6 +531,7 @@ class Pipeline:
 
     @property
     def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stopping
 
     def stop(self) -> None:
@@ -533,6 +551,8 @@ class Pipeline:
             self._source_task.cancel()
 
     async def run(self) -> PipelineStats:
+        """Open every hop, move the items, close every hop; return the :class:`PipelineStats` or raise the first
+        error a hop raised."""
         hops = [self.source, *self.stages, *self.sinks]
         opened: list[Source | Stage | Sink] = []
         error: BaseException | None = None

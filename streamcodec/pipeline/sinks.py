@@ -68,6 +68,7 @@ class ScvFileSink(Sink):
 
     @property
     def bytes_written(self) -> int:
+        """Bytes of the stream written so far, header included (0 before :meth:`open`)."""
         return 0 if self._writer is None else self._writer.bytes_written
 
     async def open(self) -> None:
@@ -188,6 +189,7 @@ class TcpServerSink(Sink):
 
     @property
     def url(self) -> str:
+        """The ``tcp://host:port`` address clients connect to (the real port once open)."""
         return f"tcp://{self.host}:{self.port}"
 
     async def open(self) -> None:

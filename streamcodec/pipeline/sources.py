@@ -540,16 +540,19 @@ class PacketSource(BlockingSource):
 
     @property
     def header(self) -> StreamHeader:
+        """The stream header read by :meth:`open` (the latest one, if a HEADER_REPEAT changed it)."""
         if self._reader is None:
             raise RuntimeError("the source is not open")
         return self._reader.header
 
     @property
     def damage(self) -> list[Any]:
+        """The damaged ranges the reader skipped so far, in the order met."""
         return [] if self._reader is None else self._reader.damage
 
     @property
     def complete(self) -> bool:
+        """Whether the EOS packet was read: the writer closed the stream properly."""
         return self._reader is not None and self._reader.complete
 
     def _open_file(self) -> BinaryIO:

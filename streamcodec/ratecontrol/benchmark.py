@@ -56,6 +56,7 @@ class Clip:
         return len(self.images)
 
     def sub(self, start: int, stop: int) -> Clip:
+        """Frames ``[start, stop)`` as a clip of their own (``reachable`` is not carried over)."""
         return Clip(self.name, self.fps, self.images[start:stop], self.features[start:stop], self.looped)
 
 
@@ -76,6 +77,7 @@ class PassResult:
 
     @property
     def bitrate(self) -> float:
+        """Mean rate in bit/s: the mean bits per frame times ``fps``."""
         return sum(self.bits) * self.fps / len(self.bits)
 
 
@@ -179,6 +181,7 @@ def convergence(bits: Sequence[float], budget: Sequence[float | None], start: in
 
 
 def psnr_stats(psnr: Sequence[float]) -> dict[str, float]:
+    """The ``mean``, ``std`` and ``max_delta`` (largest frame-to-frame change) of ``psnr``, in dB; empty if it is."""
     if not psnr:
         return {}
     diffs = [abs(b - a) for a, b in zip(psnr, psnr[1:])]
@@ -430,6 +433,7 @@ def plot_clip(summary: dict[str, Any], passes: dict[str, PassResult], path: str 
 
 
 def clip_paths(folder: str | Path) -> list[Path]:
+    """The video clips in ``folder``, sorted (:data:`VIDEO_SUFFIXES`), or ``[folder]`` if it is a file."""
     folder = Path(folder)
     if folder.is_file():
         return [folder]

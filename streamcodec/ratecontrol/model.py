@@ -64,6 +64,7 @@ class LogLinearRQ:
 
     # -- predictions ----------------------------------------------------------------------------------------
     def ln_rate(self, q: float, a: float | None = None) -> float:
+        """Predicted ``ln`` of the estimate (bits) at q: ``a + slope * q``, ``a`` by default the last frame's."""
         a = self.a if a is None else a
         if a is None:
             raise ValueError("the model has seen no frame yet")

@@ -166,6 +166,7 @@ class Trainer:
         return meta
 
     def state(self) -> dict[str, Any]:
+        """The checkpoint's contents: config, model and optimiser state, step, history and segments."""
         return {
             "config": dataclasses.asdict(self.cfg),
             "model": self.model.state_dict(),
@@ -247,6 +248,7 @@ class Trainer:
         return self.mask_decay.pruned_state() if self.mask_decay else self.model.state_dict()
 
     def request_stop(self, *_: object) -> None:
+        """Make the training loop stop and save after the current step; a signal handler (its arguments ignored)."""
         self._stop = True
 
     def run(

@@ -272,6 +272,7 @@ class MaskDecayConfig:
 
     @property
     def rate(self) -> float:
+        """The mask decay rate per step: ``decay_rate``, or 16 / ``decay_steps`` when it is None."""
         return self.decay_rate if self.decay_rate is not None else 16.0 / self.decay_steps
 
 
