@@ -40,9 +40,13 @@ def encode(path: Path, args: argparse.Namespace) -> dict:
         )
         with streamcodec.open(partial_output, "w", header=encoder.header) as stream:
             for frame in source:
-                stream.write(encoder.encode(frame.image, frame.index if frame.pts is None else frame.pts)[0])
+                stream.write(encoder.encode(frame.image, frame.pts)[0])
+    frames = encoder.frame_index
+    if frames == 0:
+        partial_output.unlink()
+        return {"input": str(path), "error": "no frames to encode"}
     partial_output.replace(output)
-    frames, size = encoder.frame_index, output.stat().st_size
+    size = output.stat().st_size
     return {
         "input": str(path),
         "output": str(output),
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     videos = sorted(p for p in args.input_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise SystemExit(f"encode_folder: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in {args.input_dir}")
+    stems = [p.stem for p in videos]
+    if len(set(stems)) < len(stems):  # a.mp4 and a.mkv would both become a.scv
+        twins = sorted(p.name for p in videos if stems.count(p.stem) > 1)
+        raise SystemExit(f"encode_folder: {', '.join(twins)} would share an output name; rename or move one")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:

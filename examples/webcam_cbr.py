@@ -17,7 +17,7 @@ import json
 
 import streamcodec
 from streamcodec.pipeline import Pipeline, ScvFileSink, encode_stages, open_source
-from streamcodec.ratecontrol import CBRController
+from streamcodec.ratecontrol import make_controller
 
 
 async def capture(args: argparse.Namespace) -> dict:
@@ -26,7 +26,7 @@ async def capture(args: argparse.Namespace) -> dict:
     source = open_source(args.input, frames=args.frames, options=options, live=args.live)
     await source.open()
     fps = source.fps or 25
-    controller = CBRController(args.bitrate, fps, args.bufsize * args.bitrate)
+    controller = make_controller("cbr", fps=fps, q=args.qp, bitrate=args.bitrate, bufsize=f"{args.bufsize}s")
     encoder = streamcodec.FrameEncoder(
         model, source.width, source.height, args.qp, source.time_base, source.fps, controller=controller
     )

@@ -63,10 +63,13 @@ case "$PHASE" in
   teacher) MODEL=$TEACHER ;;
 esac
 if [ "$PHASE" = teacher ]; then cp /tmp/teacher.safetensors /tmp/model.safetensors
-else sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors || cp "$INIT" /tmp/model.safetensors
+elif ! sc export "$OUT"/w*.safetensors --out /tmp/model.safetensors 2>> "$OUT/train.log"; then
+  echo "no trained weights to export: the figures below are of $INIT" | tee -a "$OUT/train.log"
+  cp "$INIT" /tmp/model.safetensors
 fi
 
-frame=$(ls .carry/frames/* | head -1)
+frame=$(ls .carry/frames/* 2> /dev/null | head -1)
+[ -n "$frame" ] || { echo "no frames in .carry/frames: carry them (see the top of this script)" | tee -a "$OUT/train.log"; exit 2; }
 # bench.json (fp32), bench-$HALF.json (half-precision transforms), bench-$HALF-compiled.json (those as
 # torch.compile graphs in mode COMPILE; empty: not measured)
 for setting in fp32 $HALF ${COMPILE:+${HALF:-fp32}+compiled}; do

@@ -121,6 +121,14 @@ def test_unknown_fourcc_does_not_open_or_raises_when_strict(tmp_path: Path, mode
         streamcodec.VideoWriter(tmp_path / "x.scv", cv2.VideoWriter_fourcc(*"XVID"), FPS, (W, H), strict=True)
 
 
+def test_a_device_this_machine_lacks_does_not_open_or_raises_when_strict(tmp_path: Path) -> None:
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last (cuda:0 on a machine without CUDA)
+    writer = streamcodec.VideoWriter(tmp_path / "x.scv", SCV1, FPS, (W, H), device=missing)
+    assert not writer.isOpened() and f"device {missing}" in writer.error
+    with pytest.raises(ValueError, match="CUDA device"):
+        streamcodec.load_model("evc-s", device=missing)
+
+
 def test_capture_of_what_is_not_a_stream(tmp_path: Path) -> None:
     cap = streamcodec.VideoCapture(SAMPLE)
     assert not cap.isOpened() and "not an SCV stream" in cap.error and cap.read() == (False, None)

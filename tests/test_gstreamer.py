@@ -8,6 +8,7 @@ A missing package fails the tests, naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -193,6 +194,23 @@ def test_scvdec_skips_a_damaged_packet_with_a_warning(gst: Gst, model, odd_frame
     result = gst.launch(f"filesrc location={damaged} ! scvdec ! filesink location={out}")
     assert "WARNING: from element /GstPipeline:pipeline0/GstScvDec:scvdec0: skipped damaged bytes" in result.stdout
     assert np.array_equal(rgb_frames(out, 50, 30, stride=152), expected[[0, 2]])
+
+
+def test_scvdec_skips_a_frame_whose_payload_cannot_be_decoded(gst: Gst, model, odd_frames: np.ndarray,
+                                                               tmp_path: Path) -> None:
+    """An intact packet (its CRC holds) whose payload the decoder refuses: skipped as `streamcodec decode` skips it."""
+    write_stream(model, tmp_path / "in.scv", odd_frames)
+    packets, expected = decoded(model, tmp_path / "in.scv")
+    bad = dataclasses.replace(packets[1], payload=b"\x07" + packets[1].payload[1:])  # an unknown payload version
+    with streamcodec.open(tmp_path / "in.scv") as stream:
+        header = stream.header
+    with streamcodec.open(tmp_path / "bad.scv", "w", header=header) as out:
+        for packet in (packets[0], bad, packets[2]):
+            out.write(packet)
+    out_path = tmp_path / "out.rgb"
+    result = gst.launch(f"filesrc location={tmp_path / 'bad.scv'} ! scvdec ! filesink location={out_path}")
+    assert "WARNING: from element /GstPipeline:pipeline0/GstScvDec:scvdec0: skipped a frame" in result.stdout
+    assert np.array_equal(rgb_frames(out_path, 50, 30, stride=152), expected[[0, 2]])
 
 
 def test_scvdec_reports_input_that_is_no_stream_as_an_element_error(gst: Gst, tmp_path: Path) -> None:

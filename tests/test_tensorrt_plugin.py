@@ -129,3 +129,10 @@ def test_reduced_precision_transforms_keep_streams_decodable(
     assert [p.payload for p in reduced] != [p.payload for p in plain]
     for image, got, want in zip(frames(), decoded(model, reduced), decoded(model, plain), strict=True):
         assert abs(psnr(got, image) - psnr(want, image)) < 1.0
+
+
+def test_a_model_with_compiled_transforms_is_refused() -> None:
+    """Its torch.compile graphs would run instead of the backend's engines, silently."""
+    compiled = streamcodec.load_model("evc-s", device="cpu", compile="default")  # graphs built on first use
+    with pytest.raises(ValueError, match="torch.compile graphs"):
+        accelerate(compiled, "torch")

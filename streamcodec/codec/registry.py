@@ -73,10 +73,16 @@ def model_card(name: str) -> dict[str, Any]:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` (or None) means CUDA when present, else the CPU; anything else is taken as it is."""
+    """``auto`` (or None) means CUDA when present, else the CPU; anything else is taken as it is, and a CUDA
+    device this machine lacks is a ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ValueError(f"device {device}: this machine has {count} CUDA device(s) that torch can use")
+    return device
 
 
 def machine_description(device: torch.device) -> str:

@@ -135,7 +135,7 @@ class ScvDec(ScvElement):
             reported = self._warn_damage(reader.damage, reported)
             try:
                 image = decoder.decode(packet, number)
-            except streamcodec.DesyncError as exc:
+            except (streamcodec.CorruptStreamError, streamcodec.DesyncError) as exc:  # as `streamcodec decode`
                 self.post(Gst.MessageType.WARNING, f"skipped a frame: {exc}")
                 continue
             buffer = Gst.Buffer.new_wrapped(self._rows(image, info))

@@ -160,6 +160,7 @@ class ScvEnc(ScvElement):
         self._encoder = streamcodec.FrameEncoder(
             model, self._info.width, self._info.height, self.qp, TIME_BASE, fps, controller=controller
         )
+        self._out.pts = self._out.duration = Gst.CLOCK_TIME_NONE  # not the last run's
         self._out.flags = Gst.BufferFlags.HEADER
         self._writer = streamcodec.StreamWriter(self._out, self._encoder.header)
 

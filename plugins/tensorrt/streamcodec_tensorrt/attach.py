@@ -40,6 +40,9 @@ def accelerate(
 
     For inference: the model's ``state_dict`` keys change while accelerated; :func:`restore` undoes it.
     """
+    if model._compiled is not None:  # its compiled graphs would run instead of the backend's
+        raise ValueError("the model's transforms are torch.compile graphs (load_model(compile=...)): accelerate "
+                         "a model loaded without compile")
     if isinstance(backend, str):
         backend = select_backend(backend, model.q_basic.device, dtype, cache)
     restore(model)
