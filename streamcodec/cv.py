@@ -392,7 +392,8 @@ class VideoCapture(_CvObject):
 
     The model is the one the stream names unless ``model`` is given. ``open_timeout``/``read_timeout`` bound the
     waits on network inputs. Failures are quiet (``isOpened()``/``read()`` False, reason in :attr:`error`) unless
-    ``strict``.
+    ``strict``; :meth:`read` skips a frame that cannot be decoded (a damaged packet) and goes on with the next,
+    counting it in :attr:`skipped`, where ``strict`` raises.
     """
 
     def __init__(
@@ -410,6 +411,8 @@ class VideoCapture(_CvObject):
         self.device = device
         self.timeouts = {"open_timeout": open_timeout, "read_timeout": read_timeout}
         self.error = None
+        #: frames :meth:`read` skipped because they could not be decoded
+        self.skipped = 0
         self._packets: StreamReader | _SourcePackets | None = None
         self._decoder: FrameDecoder | None = None
         self._grabbed: Packet | None = None
@@ -470,10 +473,13 @@ class VideoCapture(_CvObject):
         return True, np.ascontiguousarray(bgr)
 
     def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
-        """The next frame: ``(True, bgr)``, or ``(False, None)`` at the end of the stream."""
-        if not self.grab():
-            return False, None
-        return self.retrieve(image)
+        """The next frame that decodes: ``(True, bgr)``, or ``(False, None)`` at the end of the stream."""
+        while self.grab():
+            ok, frame = self.retrieve(image)
+            if ok:
+                return True, frame
+            self.skipped += 1  # not strict (retrieve raised otherwise): this frame only is lost
+        return False, None
 
     def _index_pts(self) -> list[int] | None:
         """The pts of every indexed frame, or None when the input cannot seek."""

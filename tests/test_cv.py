@@ -6,6 +6,7 @@ Frames are real footage (examples/sample.mp4) scaled to 64x48; torch runs one th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from fractions import Fraction
 from pathlib import Path
@@ -136,6 +137,22 @@ def test_capture_of_what_is_not_a_stream(tmp_path: Path) -> None:
         streamcodec.VideoCapture(SAMPLE, strict=True)
     with pytest.raises(FileNotFoundError):
         streamcodec.VideoCapture(tmp_path / "missing.scv", strict=True)
+
+
+def test_read_skips_a_frame_that_cannot_be_decoded_or_raises_when_strict(tmp_path: Path, clip, model) -> None:
+    write(tmp_path / "good.scv", clip[:3], model)
+    with bitstream.open(tmp_path / "good.scv") as stream:
+        header, packets = stream.header, list(stream)
+    bad = dataclasses.replace(packets[1], payload=b"\x07" + packets[1].payload[1:])  # intact, but undecodable
+    with bitstream.open(tmp_path / "bad.scv", "w", header=header) as out:
+        for packet in (packets[0], bad, packets[2]):
+            out.write(packet)
+    cap = streamcodec.VideoCapture(tmp_path / "bad.scv", model=model)
+    got = [cap.read()[0] for _ in range(3)]
+    assert got == [True, True, False] and cap.skipped == 1 and "payload" in cap.error
+    with pytest.raises(streamcodec.CorruptStreamError):
+        strict = streamcodec.VideoCapture(tmp_path / "bad.scv", model=model, strict=True)
+        strict.read(), strict.read()
 
 
 def bits_per_frame(data: bytes) -> float:
