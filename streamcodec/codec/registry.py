@@ -86,7 +86,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def machine_description(device: torch.device) -> str:
-    """CPU model and core count, plus the GPU's name when one is used."""
+    """The CPU model and torch's thread count, plus the GPU's name when one is used."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -148,6 +148,11 @@ class _EncodedVideoSink(FrameSink):
     _container: av.container.OutputContainer | None
     _stream: av.VideoStream
 
+    def _encode(self, frame: av.VideoFrame) -> None:
+        """Encode ``frame`` as the next frame (pts counted in frames) and mux what the encoder gives."""
+        frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(frame))
+
     def close(self) -> None:
         if self._container is None:
             return
@@ -186,8 +191,7 @@ class VideoSink(_EncodedVideoSink):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
             format="yuv420p", dst_colorspace="ITU601", dst_color_range=ColorRange.MPEG
         )
-        frame.pts = self.frames_written
-        self._container.mux(self._stream.encode(frame))
+        self._encode(frame)
 
 
 
@@ -203,8 +207,7 @@ class Ffv1Sink(_EncodedVideoSink):
 
     def _write(self, image: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
-        frame.pts = self.frames_written
-        self._container.mux(self._stream.encode(frame))
+        self._encode(frame)
 
 
 
