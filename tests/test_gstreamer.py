@@ -9,6 +9,7 @@ A missing package fails the tests, naming it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shlex
@@ -54,6 +55,12 @@ class Gst:
     def launch(self, pipeline: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``pipeline`` verbosely (caps and identity's buffer log go to stdout)."""
         return self.run("gst-launch-1.0", "-v", *shlex.split(pipeline), check=check)  # one word per argument
+
+    def seek_mid_stream(self, pipeline: str, seek_after: int) -> dict:
+        """Run ``pipeline`` with a flushing seek of its source to 0 after ``seek_after`` buffers entered ``enc``
+        (tests/gst_seek_driver.py, in a process with this environment); what the driver saw."""
+        result = self.run(sys.executable, str(Path(__file__).parent / "gst_seek_driver.py"), pipeline, str(seek_after))
+        return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,25 @@ def test_scvenc_then_scvdec_in_one_pipeline(encoded: tuple[Path, str], model) ->
     assert ("scvdec0.GstPad:src: caps = video/x-raw, format=(string)RGB, width=(int)64, height=(int)48, "
             "framerate=(fraction)30/1") in log
     assert buffer_pts(log) == [i * SECOND // 30 for i in range(FRAMES)]
+
+
+def test_a_flushing_seek_starts_a_new_stream_that_scvdec_decodes_from_its_start(gst: Gst, tmp_path: Path) -> None:
+    """After a flush (here a seek of the source), scvenc starts a new stream, header first, and scvdec drops what
+    it held and decodes the new one: a file sink (which truncates at a flush) holds a complete stream of the frames
+    coded since, and nothing from before the flush comes out of scvdec afterwards."""
+    path = tmp_path / "seek.scv"
+    seen = gst.seek_mid_stream(
+        "videotestsrc name=src num-buffers=14 pattern=ball ! video/x-raw,width=64,height=48,framerate=30/1 "
+        "! videoconvert ! video/x-raw,format=RGB ! identity sleep-time=30000 ! scvenc name=enc qp=40 ! tee name=t "
+        f"! queue ! filesink location={path} t. ! queue ! scvdec ! identity name=out ! fakesink", seek_after=4
+    )  # fmt: skip
+    assert seen["messages"] == ["EOS"]  # no error, no warning of damaged bytes
+    after = seen["pts"]["enc"]
+    assert seen["total"]["enc"] > len(after) >= 5 and after[0] == 0  # the seek came mid-stream and went to 0
+    assert seen["pts"]["out"] == after  # scvdec: the new stream's frames only, each once
+    with streamcodec.open(path) as stream:
+        assert [p.pts for p in stream] == after
+        assert stream.complete  # the trailer follows the last frame
 
 
 def write_stream(model, path: Path, frames: np.ndarray) -> None:

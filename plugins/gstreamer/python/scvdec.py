@@ -5,7 +5,8 @@ The bytes are parsed by streamcodec's own :class:`StreamReader`, which reads a p
 arrive: the sink pad feeds the buffers into one end of a socket pair, and a decoding thread reads the other
 end and pushes the frames (so damaged packets are skipped and reported exactly as ``streamcodec decode`` does,
 as WARNING messages here). Frames get the stream's pts in GStreamer time, its frame rate in the caps, and rows
-padded to GStreamer's stride. Seeking is not supported.
+padded to GStreamer's stride. Seeking is not supported; after a flush the input is a new stream (what
+scvenc sends after one).
 """
 
 from __future__ import annotations
@@ -51,18 +52,28 @@ class ScvDec(ScvElement):
         self._stopping = False
 
     def do_change_state(self, transition: Gst.StateChange) -> Gst.StateChangeReturn:
-        stopping = transition == Gst.StateChange.PAUSED_TO_READY and self._thread is not None
+        stopping = transition == Gst.StateChange.PAUSED_TO_READY
         if stopping:  # wake both ends first: deactivating the sink pad waits for _chain to return
-            self._stopping = True
-            self._source.shutdown(socket.SHUT_RDWR)
+            self._interrupt()
         result = Gst.Element.do_change_state(self, transition)
         if stopping:
+            self._join()
+        return result
+
+    def _interrupt(self) -> None:
+        """Make the decoding thread and a waiting ``_chain`` return (with FLUSHING) at once."""
+        if self._thread is not None:
+            self._stopping = True
+            self._source.shutdown(socket.SHUT_RDWR)
+
+    def _join(self) -> None:
+        """Wait for an interrupted decoding thread and drop it: the next buffer starts a new stream."""
+        if self._thread is not None:
             self._thread.join()
             self._feed.close()
             self._source.close()
             self._thread = self._feed = self._source = None
-            self._stopping = False
-        return result
+        self._stopping = False
 
     def _start(self) -> None:
         """Start the decoding thread on a fresh socket pair."""
@@ -88,7 +99,7 @@ class ScvDec(ScvElement):
             pass  # the decoding thread has stopped; its flow says why
         finally:
             buffer.unmap(mapping)
-        return self._flow
+        return Gst.FlowReturn.FLUSHING if self._stopping else self._flow
 
     def _event(self, pad: Gst.Pad, parent: Gst.Object, event: Gst.Event) -> bool:
         if event.type == Gst.EventType.EOS:  # the decoding thread sends EOS after the last frame
@@ -101,6 +112,14 @@ class ScvDec(ScvElement):
             return True
         if event.type in (Gst.EventType.CAPS, Gst.EventType.SEGMENT):
             return True  # replaced by the decoded video's caps and a time segment
+        if event.type == Gst.EventType.FLUSH_START:  # downstream first: the decoding thread's push then fails
+            forwarded = pad.event_default(parent, event)
+            self._interrupt()
+            return forwarded
+        if event.type == Gst.EventType.FLUSH_STOP:
+            # What was in flight is dropped; what follows the flush is a new stream, header first (as scvenc sends
+            # after a flush), or a live stream's packets from a HEADER_REPEAT on
+            self._join()
         return pad.event_default(parent, event)
 
     def _run(self, source: BinaryIO) -> None:

@@ -71,16 +71,22 @@ class ScvElement(Gst.Element):
         self.srcpad = Gst.Pad.new_from_template(templates["src"], "src")
         self.add_pad(self.sinkpad)
         self.add_pad(self.srcpad)
+        self._loaded: tuple[tuple[str, str], Any] | None = None  # the last model loaded, by (name, device)
 
     def load_model(self, name: str) -> Any:
-        """streamcodec's model ``name`` with its shipped weights on this element's device."""
-        streamcodec = import_streamcodec()
-        from streamcodec.codec.registry import resolve_device
+        """streamcodec's model ``name`` with its shipped weights on this element's device (loaded once: a stream
+        started after a flush reuses it)."""
+        key = (name, self.device)
+        if self._loaded is None or self._loaded[0] != key:
+            streamcodec = import_streamcodec()
+            from streamcodec.codec.registry import resolve_device
 
-        try:
-            return streamcodec.load_model(name, resolve_device(self.device))
-        except (LookupError, RuntimeError, ValueError) as exc:  # unknown model or device, no CUDA
-            raise ElementFailed(f"cannot load model {name!r} on device {self.device!r}: {exc}") from None
+            try:
+                model = streamcodec.load_model(name, resolve_device(self.device))
+            except (LookupError, RuntimeError, ValueError) as exc:  # unknown model or device, no CUDA
+                raise ElementFailed(f"cannot load model {name!r} on device {self.device!r}: {exc}") from None
+            self._loaded = (key, model)
+        return self._loaded[1]
 
     def post(self, kind: Gst.MessageType, text: str, debug: str = "") -> None:
         """Post an ERROR or WARNING message from this element (what gst-launch-1.0 prints as ``from element``)."""

@@ -102,6 +102,10 @@ class ScvEnc(ScvElement):
 
     def _reset(self) -> None:
         self._info: GstVideo.VideoInfo | None = None
+        self._new_stream()
+
+    def _new_stream(self) -> None:
+        """Make the next buffer start a new stream (header first) with a new encoder."""
         self._encoder: Any = None
         self._writer: Any = None
         self._frames = 0
@@ -115,7 +119,10 @@ class ScvEnc(ScvElement):
                 self._writer.close()  # the trailer: EOS packet, index, footer
             except PushFailed:
                 pass  # downstream is gone; it gets the EOS event all the same
-            self._writer = None  # buffers after a flush start a new stream
+        if event.type == Gst.EventType.FLUSH_STOP:
+            # Downstream dropped what it had of the stream (filesink even truncates its file): the next buffer
+            # starts a new one, header first, so what follows the flush is a complete stream by itself.
+            self._new_stream()
         return pad.event_default(parent, event)
 
     def _set_caps(self, caps: Gst.Caps) -> bool:
