@@ -138,6 +138,9 @@ async def _encode(args: argparse.Namespace) -> int:
     first_pass_seconds = None
     try:
         await source.open()
+        if source.other_streams:
+            print(f"{args.input}: a .scv stream holds one video stream; not kept: {', '.join(source.other_streams)}",
+                  file=sys.stderr)
         live = source.live if args.live is None else args.live
         controller = controller_from_args(args, source.fps)
         rdo = args.rdo
@@ -212,6 +215,7 @@ async def _encode(args: argparse.Namespace) -> int:
         "latency_max_ms": 1e3 * stats.latency_max,
         "interrupted": interrupted,
         "hops": [hop.as_dict() for hop in stats.hops],
+        "streams_not_kept": list(source.other_streams),
     }
     if psnrs:
         summary["psnr"] = float(np.mean(psnrs))

@@ -79,6 +79,12 @@ class FrameSource:
         """How many frames the source holds, or None when it does not say."""
         return self._frame_count
 
+    @property
+    def other_streams(self) -> tuple[str, ...]:
+        """The input's streams this source does not read (audio, subtitles, more video), described for people;
+        a ``.scv`` stream holds one video stream, so encoding leaves them out."""
+        return ()
+
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
 
@@ -154,6 +160,10 @@ class ContainerSource(FrameSource):
         time_base = Fraction(self._stream.time_base or 1 / (fps or DEFAULT_FPS))
         super().__init__(width, height, Fraction(fps) if fps else None, time_base, count)
 
+    @property
+    def other_streams(self) -> tuple[str, ...]:
+        return tuple(_describe_stream(s) for s in self._container.streams if s.index != self._stream.index)
+
     def __iter__(self) -> Iterator[Frame]:
         # A frame without pts is placed one frame duration after the previous one.
         step = max(1, round(1 / (self.fps * self.time_base))) if self.fps else 1
@@ -175,6 +185,16 @@ class ContainerSource(FrameSource):
 
     def close(self) -> None:
         self._container.close()
+
+
+def _describe_stream(stream: av.stream.Stream) -> str:
+    """``audio #1 (aac, stereo, 48000 Hz)``: a stream's kind, index and codec."""
+    details = [stream.codec_context.name if stream.codec_context else "unknown codec"]
+    if stream.type == "audio":
+        details += [stream.codec_context.layout.name, f"{stream.codec_context.sample_rate} Hz"]
+    elif stream.type == "video":
+        details.append(f"{stream.codec_context.width}x{stream.codec_context.height}")
+    return f"{stream.type} #{stream.index} ({', '.join(details)})"
 
 
 def open_source(

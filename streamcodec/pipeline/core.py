@@ -209,6 +209,8 @@ class Source(ABC):
     time_base = Fraction(1, 25)
     frame_count: int | None = None
     reconnects = 0
+    #: the input's streams the source does not read (audio, subtitles, ...), described for people
+    other_streams: tuple[str, ...] = ()
 
     async def open(self) -> None:
         """Connect and learn the stream's properties; called by the pipeline if not called before."""

@@ -206,6 +206,7 @@ class MediaSource(BlockingSource):
         self.width, self.height = reader.width, reader.height
         self.fps = reader.fps or (Fraction(self._fps_arg) if self._fps_arg else None)
         self.time_base = reader.time_base
+        self.other_streams = reader.other_streams
         count = reader.frame_count
         self.frame_count = count if self._frames is None else min(count or self._frames, self._frames)
         self._step = max(1, round(1 / (self.fps * self.time_base))) if self.fps else 1
