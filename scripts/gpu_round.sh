@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU loan in one device call: a training burst, the 1080p benchmark, and a GPU-encode -> CPU-decode check.
 #
-# Prepared here by scripts/prepare_gpu_round.sh (see README "Training"): .whl/ (constriction, crc32c wheels for cp312), .traindata/ (JPEG crops,
-# `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume, if not the shipped ones, which travel
-# with the tree), .carry/frames/ (1080p frames).
+# Prepared here by scripts/prepare_gpu_round.sh (see README "Training"): .whl/ (constriction, crc32c wheels for
+# cp312), .traindata/ (JPEG crops, `streamcodec pack-crops`), .carry/init.safetensors (the weights to resume, if
+# not the shipped ones, which travel with the tree), .carry/frames/ (1080p frames), .carry/video/ (1080p clips).
 # Run on the device machine from the repo root with those four paths carried; results land in $OUT:
 # w-*.safetensors (fp32 shards), train.log (with every error), bench.json, bench-$HALF.json (HALF: fp16 or
 # bf16 transforms; empty: none; their "pipeline" figures with FRAME_THREADS frames in flight),
