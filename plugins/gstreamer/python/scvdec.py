@@ -112,10 +112,10 @@ class ScvDec(ScvElement):
             return True
         if event.type in (Gst.EventType.CAPS, Gst.EventType.SEGMENT):
             return True  # replaced by the decoded video's caps and a time segment
-        if event.type == Gst.EventType.FLUSH_START:  # downstream first: the decoding thread's push then fails
-            forwarded = pad.event_default(parent, event)
+        if event.type == Gst.EventType.FLUSH_START:
+            # stopping first: the decoding thread's pushes now fail, and it must not take that for an error
             self._interrupt()
-            return forwarded
+            return pad.event_default(parent, event)
         if event.type == Gst.EventType.FLUSH_STOP:
             # What was in flight is dropped; what follows the flush is a new stream, header first (as scvenc sends
             # after a flush), or a live stream's packets from a HEADER_REPEAT on
