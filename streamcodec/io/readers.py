@@ -189,11 +189,12 @@ class ContainerSource(FrameSource):
 
 def _describe_stream(stream: av.stream.Stream) -> str:
     """``audio #1 (aac, stereo, 48000 Hz)``: a stream's kind, index and codec."""
-    details = [stream.codec_context.name if stream.codec_context else "unknown codec"]
-    if stream.type == "audio":
-        details += [stream.codec_context.layout.name, f"{stream.codec_context.sample_rate} Hz"]
-    elif stream.type == "video":
-        details.append(f"{stream.codec_context.width}x{stream.codec_context.height}")
+    context = getattr(stream, "codec_context", None)  # data and attachment streams may have none
+    details = [getattr(context, "name", None) or "unknown codec"]
+    if stream.type == "audio" and context is not None:
+        details += [context.layout.name, f"{context.sample_rate} Hz"]
+    elif stream.type == "video" and context is not None:
+        details.append(f"{context.width}x{context.height}")
     return f"{stream.type} #{stream.index} ({', '.join(details)})"
 
 
