@@ -39,6 +39,7 @@ from .codec.evc import DEFAULT_SUBSTREAMS, EVC
 from .codec.registry import load_model
 from .codec.stream import FrameEncoder
 from .errors import StreamError
+from .io import open_source as open_frames
 from .pipeline import IteratorSource, Pipeline, ScvFileSink, Worker, encode_stages, open_source
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class FileJob:
     attempts: int = 0
     error: str | None = None
     results: dict[Task, TaskResult] = field(default_factory=dict)
+    #: the input's streams its .scv stream leaves out (audio, subtitles), described for people
+    streams_not_kept: tuple[str, ...] = ()
 
     @property
     def bitrate(self) -> float:
@@ -132,6 +135,7 @@ class FileJob:
             "seconds": self.seconds,
             "attempts": self.attempts,
             "chunks": len(self.tasks),
+            "streams_not_kept": list(self.streams_not_kept),
         }
         if self.error is not None:
             record["error"] = self.error
@@ -210,7 +214,19 @@ def plan_batch(input_dir: Path, output_dir: Path, chunk_frames: int | None = Non
             job.tasks = _tasks(path, output, chunk_frames)
         except ValueError as error:
             job.status, job.error = "failed", str(error)
+            continue
+        job.streams_not_kept = _other_streams(path)
     return list(jobs.values())
+
+
+def _other_streams(path: Path) -> tuple[str, ...]:
+    """The streams of ``path`` a .scv stream leaves out; none known if it cannot be opened (its encoding task
+    then fails, is retried and reports why)."""
+    try:
+        with open_frames(path) as frames:
+            return frames.other_streams
+    except (OSError, ValueError):
+        return ()
 
 
 def _tasks(path: Path, output: Path, chunk_frames: int | None) -> list[Task]:

@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -122,3 +123,25 @@ def rtsp_server(tmp_path: Path) -> Iterator[RtspServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def clip_with_audio(tmp_path: Path) -> Path:
+    """A 3-frame 64x48 H.264 clip with a mono AAC audio stream (16 kHz) beside the video, in its own folder."""
+    from streamcodec.bench import synthetic_frame
+
+    path = tmp_path / "clip-with-audio" / "av.mp4"
+    path.parent.mkdir()
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(3):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(synthetic_frame(64, 48, seed=i), format="rgb24")))
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        sound.sample_rate, sound.pts = 16000, 0
+        container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+        container.mux(video.encode(None))
+    return path

@@ -182,6 +182,19 @@ def test_failed_task_is_retried_and_a_bad_file_reported(clips: Path, pool: Proce
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.scv", "late.scv"]
 
 
+def test_batch_names_the_streams_each_file_leaves_out(clips: Path, clip_with_audio: Path, tmp_path: Path,
+                                                      capsys) -> None:
+    folder = clip_with_audio.parent
+    shutil.copy(clips / "a.mp4", folder / "a.mp4")
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), str(out), "--workers", "1", "--threads", "1", "--qp", "40"]) == 0
+    assert "av.mp4: not kept: audio #1 (aac, mono, 16000 Hz)" in capsys.readouterr().err
+    summary = json.loads((out / "batch.json").read_text())
+    assert [(job["status"], job["streams_not_kept"]) for job in summary["jobs"]] == [
+        ("encoded", []), ("encoded", ["audio #1 (aac, mono, 16000 Hz)"])
+    ]
+
+
 def test_a_killed_worker_is_replaced(clips: Path, tmp_path: Path) -> None:
     runner = ProcessPoolRunner(1)
     killed: list[int] = []

@@ -63,22 +63,10 @@ def test_video_encode_info_and_mp4_decode(tmp_path: Path, capsys) -> None:
         assert sum(1 for _ in c.decode(video=0)) == 3
 
 
-def test_encode_says_which_streams_of_the_input_it_does_not_keep(tmp_path: Path, capsys) -> None:
+def test_encode_says_which_streams_of_the_input_it_does_not_keep(clip_with_audio: Path, tmp_path: Path,
+                                                                capsys) -> None:
     """A .scv stream holds video only: the audio of a movie is named on stderr and in --json, never lost silently."""
-    clip = tmp_path / "av.mp4"
-    with av.open(str(clip), "w") as container:
-        video = container.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        for i in range(3):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(synthetic_frame(64, 48, seed=i), format="rgb24")))
-        sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        sound.sample_rate, sound.pts = 16000, 0
-        container.mux(audio.encode(sound))
-        container.mux(audio.encode(None))
-        container.mux(video.encode(None))
-    assert run_cli("encode", clip, tmp_path / "v.scv", "--json") == 0
+    assert run_cli("encode", clip_with_audio, tmp_path / "v.scv", "--json") == 0
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert summary["frames"] == 3 and summary["streams_not_kept"] == ["audio #1 (aac, mono, 16000 Hz)"]

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         for job in summary["jobs"]:
             if job["status"] == "failed":
                 print(f"streamcodec batch: {job['input']}: failed: {job['error']}", file=sys.stderr)
+            elif job["streams_not_kept"]:
+                print(f"streamcodec batch: {job['input']}: not kept: {', '.join(job['streams_not_kept'])}",
+                      file=sys.stderr)
         print(
             f"{summary['files']} files: {summary['encoded']} encoded, {summary['skipped']} skipped, "
             f"{summary['failed']} failed; {summary['frames']} frames, {summary['bytes']} bytes, "
