@@ -88,6 +88,8 @@ class Trainer:
         else:
             self.model = create_model(cfg.model).to(device)
         if device.type == "cuda":
+            # not on the CPU: with torch 2.13's CPU kernels the backward pass of this model in channels_last
+            # segfaults or corrupts the heap within a few steps (fp32 and bf16 alike; inference is unaffected)
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.sampler = CropSampler(Path(cfg.data), cfg.crop, cfg.seed, cfg.crop_candidates)
