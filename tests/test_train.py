@@ -178,3 +178,24 @@ def test_train_export_and_pack_crops_report_json(images: Path, tmp_path: Path, c
     packed = json.loads(capsys.readouterr().out)
     assert packed["crops"] == 6 == len(list((tmp_path / "crops").glob("*.jpg")))
     assert packed["bytes"] == sum(p.stat().st_size for p in (tmp_path / "crops").glob("*.jpg"))
+
+
+def test_export_average_writes_the_mean_of_the_saves(tmp_path: Path, capsys) -> None:
+    saves = []
+    for step, value in ((10, 1.0), (20, 2.0), (30, 6.0)):
+        path = tmp_path / f"w{step}.safetensors"
+        save_weights({"conv.weight": torch.full((2, 3), value), "bias": torch.tensor([value, -value])},
+                     path, {"model": "evc-ss", "step": step}, torch.float32)
+        saves.append(str(path))
+    out = tmp_path / "mean.safetensors"
+    assert main(["export", "--average", *saves, "--out", str(out), "--dtype", "fp32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["averaged_steps"] == [10, 20, 30]
+    state, meta = load_weights([out])
+    assert torch.equal(state["conv.weight"], torch.full((2, 3), 3.0))
+    assert torch.equal(state["bias"], torch.tensor([3.0, -3.0]))
+    assert meta["step"] == 30 and build_card(meta, None, None)["training"]["averaged_steps"] == [10, 20, 30]
+    other = tmp_path / "other.safetensors"
+    save_weights({"conv.weight": torch.zeros(4, 3), "bias": torch.zeros(2)}, other, {"step": 40}, torch.float32)
+    assert main(["export", "--average", saves[0], str(other), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "cannot average weights of different models" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

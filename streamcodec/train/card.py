@@ -46,6 +46,8 @@ def build_card(metadata: dict[str, Any], data_folder: Path | None, kodak: dict[s
         },
         "exported": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    if "averaged_steps" in metadata:  # `streamcodec export --average`: the mean of these saves' weights
+        card["training"]["averaged_steps"] = metadata["averaged_steps"]
     if "mask_thresholds" in metadata:  # block-masked models: variance thresholds (coarse, fine) of RGB in [0, 1]
         card["mask_thresholds"] = metadata["mask_thresholds"]
     if data_folder is not None:
