@@ -199,3 +199,21 @@ def test_export_average_writes_the_mean_of_the_saves(tmp_path: Path, capsys) -> 
     assert main(["export", "--average", saves[0], str(other), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "cannot average weights of different models" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_keep_saves_leaves_each_save_for_export_average(images: Path, tmp_path: Path, capsys) -> None:
+    ck, kept = tmp_path / "run" / "checkpoint.pt", tmp_path / "saves"
+    argv = ["train", "--checkpoint", ck, "--data", images, "--crop", "64", "--batch", "1", "--steps", "3",
+            "--save-every", "0", "--keep-saves", kept]
+    assert main([str(a) for a in argv]) == 0
+    saves = sorted(kept.glob("*.safetensors"))
+    assert [p.name for p in saves] == [f"step-000000{i}.safetensors" for i in (1, 2, 3)]
+    last, meta = load_weights([saves[-1]])
+    model = torch.load(ck, map_location="cpu", weights_only=False)["model"]
+    assert meta["step"] == 3 and all(torch.equal(last[k], model[k]) for k in model)
+    first, _ = load_weights([saves[0]])
+    assert any(not torch.equal(first[k], last[k]) for k in last)  # the saves are of different steps
+    out = tmp_path / "mean.safetensors"
+    capsys.readouterr()
+    assert main(["export", "--average", *map(str, saves), "--out", str(out), "--dtype", "fp32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["averaged_steps"] == [1, 2, 3]

@@ -50,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="at the end, print the run as JSON (steps, seconds, the last logged loss/bpp/PSNR, exports)")
     p.add_argument("--log-every", type=int)
     p.add_argument("--save-every", dest="save_every_s", type=float, help="seconds between checkpoint saves")
+    p.add_argument("--keep-saves", type=Path,
+                   help="also keep the weights of every save in this folder (fp32, by step), for `export --average`")
     p.add_argument("--random-mask-steps", type=int,
                    help="block-masked models (evc-s-rdo): random masks before this step, variance masks after "
                         "(default 1000)")
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"training {trainer.cfg.model} on {device} ({'bf16' if trainer.bf16 else 'fp32'}) from step {trainer.step} "
         f"(checkpoint {args.checkpoint})")
     first = trainer.step
-    trainer.run(steps=args.steps, time_limit=args.time_limit, log=say)
+    trainer.run(steps=args.steps, time_limit=args.time_limit, log=say, keep_saves=args.keep_saves)
     exported = []
     if args.export:
         dtype = torch.float16 if args.export_dtype == "fp16" else torch.float32

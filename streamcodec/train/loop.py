@@ -31,7 +31,7 @@ from ..evaluate.metrics import ms_ssim_tensor
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CropSampler
 from .maskdecay import MaskDecay, MaskDecayConfig
-from .weights import load_weights
+from .weights import load_weights, save_weights
 
 #: lambda per anchor for D = 1 - MS-SSIM: CompressAI's MS-SSIM lambdas at the quality index of each MSE lambda of
 #: DEFAULT_LAMBDAS (its MSE and MS-SSIM tables pair up index by index; log-interpolated in between).
@@ -254,9 +254,16 @@ class Trainer:
         self._stop = True
 
     def run(
-        self, steps: int | None = None, time_limit: float | None = None, log: Callable[[str], None] = print
+        self,
+        steps: int | None = None,
+        time_limit: float | None = None,
+        log: Callable[[str], None] = print,
+        keep_saves: Path | None = None,
     ) -> None:
-        """Train until ``steps`` more steps, ``time_limit`` seconds, or a signal; save on the way out."""
+        """Train until ``steps`` more steps, ``time_limit`` seconds, or a signal; save on the way out.
+
+        With ``keep_saves``, every save also leaves the weights in that folder (``step-NNNNNNN.safetensors``, fp32)
+        for ``streamcodec export --average``."""
         start, last_save, first_step = time.monotonic(), time.monotonic(), self.step
         last_log = start
         previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -281,6 +288,7 @@ class Trainer:
                 if time.monotonic() - last_save >= self.cfg.save_every_s:
                     self._record_segment(first_step, start)
                     save_checkpoint(self.checkpoint, self.state())
+                    self._keep_weights(keep_saves)
                     self.segments.pop()
                     last_save = time.monotonic()
         finally:
@@ -288,7 +296,13 @@ class Trainer:
                 signal.signal(s, handler)
             self._record_segment(first_step, start)
             save_checkpoint(self.checkpoint, self.state())
+            self._keep_weights(keep_saves)
             log(f"saved {self.checkpoint} at step {self.step}")
+
+    def _keep_weights(self, folder: Path | None) -> None:
+        """The weights as just saved, as ``folder/step-NNNNNNN.safetensors`` (fp32); nothing without a folder."""
+        if folder is not None:
+            save_weights(self.weights(), folder / f"step-{self.step:07d}.safetensors", self.metadata(), torch.float32)
 
     def _record_segment(self, first_step: int, start: float) -> None:
         self.segments.append(
