@@ -594,7 +594,7 @@ def test_bench_rc_reports_every_figure_of_the_issue(tmp_path, capsys, clip) -> N
     images, _ = clip
     _write_clip(tmp_path / "a_cars.mp4", images[:12], 25)
     _write_clip(tmp_path / "b_mirrored.mp4", [im[::-1, ::-1, ::-1].copy() for im in images[8:20]], 25)
-    rc = main(["bench-rc", "--clips", str(tmp_path), "--scale", "64x48", "--frames", "12", "--cut-frames", "6",
+    rc = main(["bench-rc", "--clips", str(tmp_path), "--scale", "64x48", "--frames", "12", "--cut-frames", "12",
                "--targets", "q40", "--threads", "1", "--json", "--plot", str(tmp_path / "plots")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -613,9 +613,11 @@ def test_bench_rc_reports_every_figure_of_the_issue(tmp_path, capsys, clip) -> N
             assert low <= high
         cut = r["scene_cut"]
         other = "b_mirrored" if r["clip"] == "a_cars" else "a_cars"
-        assert cut["cut_at"] == 6 and cut["sequence"] == f"{r['clip']}+{other}"
+        assert cut["cut_at"] == 12 and cut["sequence"] == f"{r['clip']}+{other}"
+        # convergence: 5 frames in a row within 10 % of the budget; 12 frames after the cut leave the controllers
+        # room for a miss or two at these ~1,800-bit frames (6 left only two places for the run to start)
         for label in ("abr", "cbr_1s", "cbr_3f"):
             assert cut[label]["convergence_cold"] is not None and cut[label]["convergence_cut"] is not None
-        # without probes, 6 frames of 64x48 may not settle: reported (a frame count or None), not asserted
+        # without probes, 64x48 frames may not settle: reported (a frame count or None), not asserted
         assert {"convergence_cold", "convergence_cut"} <= set(cut["abr_model_only"])
         assert (tmp_path / "plots" / f"rc_{r['clip']}_q40.png").stat().st_size > 10_000
