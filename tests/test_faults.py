@@ -99,7 +99,9 @@ def test_sigkill_at_random_moments_leaves_a_stream_decodable_to_its_last_complet
     survived = 0
     for t in trials:
         data = t["data"]
-        assert t["exit"] in (-signal.SIGKILL, 0), t  # 0: it finished before the kill came
+        # 0: it finished before the kill came; 255: killed, but the forkserver lost the status in its known race
+        # (python/cpython#74774); an exception in the encoder exits 1, which still fails here
+        assert t["exit"] in (-signal.SIGKILL, 0, 255), t
         assert reference.startswith(data), f"trial {t['trial']}: the file holds bytes the encoder never meant"
         complete = sum(end <= len(data) for end in data_ends)  # packets fully written before the kill
         assert t["records"] <= complete <= t["records"] + 1, t  # a logged frame is on disk, at most one more
