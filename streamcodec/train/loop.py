@@ -286,23 +286,23 @@ class Trainer:
                     )
                     window, last_log = [], now
                 if time.monotonic() - last_save >= self.cfg.save_every_s:
-                    self._record_segment(first_step, start)
-                    save_checkpoint(self.checkpoint, self.state())
-                    self._keep_weights(keep_saves)
-                    self.segments.pop()
+                    self._save(first_step, start, keep_saves)
+                    self.segments.pop()  # the run goes on: its segment is recorded again, longer, at the next save
                     last_save = time.monotonic()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            self._record_segment(first_step, start)
-            save_checkpoint(self.checkpoint, self.state())
-            self._keep_weights(keep_saves)
+            self._save(first_step, start, keep_saves)
             log(f"saved {self.checkpoint} at step {self.step}")
 
-    def _keep_weights(self, folder: Path | None) -> None:
-        """The weights as just saved, as ``folder/step-NNNNNNN.safetensors`` (fp32); nothing without a folder."""
-        if folder is not None:
-            save_weights(self.weights(), folder / f"step-{self.step:07d}.safetensors", self.metadata(), torch.float32)
+    def _save(self, first_step: int, start: float, keep_saves: Path | None) -> None:
+        """The checkpoint, with this run's segment so far, and with ``keep_saves`` the weights as
+        ``keep_saves/step-NNNNNNN.safetensors`` (fp32)."""
+        self._record_segment(first_step, start)
+        save_checkpoint(self.checkpoint, self.state())
+        if keep_saves is not None:
+            weights = keep_saves / f"step-{self.step:07d}.safetensors"
+            save_weights(self.weights(), weights, self.metadata(), torch.float32)
 
     def _record_segment(self, first_step: int, start: float) -> None:
         self.segments.append(
