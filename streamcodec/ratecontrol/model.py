@@ -31,6 +31,10 @@ from .base import Q_MAX, Q_MIN, snap_q
 
 #: d ln(bits) / d q measured on evc-s (see the module docstring); the prior of the online fit.
 DEFAULT_SLOPE = 0.015
+#: a frame's own two-probe slope is trusted only within this factor of the learned one, either way: content and q
+#: move the true slope over 0.013..0.025 (under 2x); a wider ratio is noise, e.g. 0.0046 against 0.0172 from two
+#: probes 2.7 q apart on a ~1,500-bit 64x48 frame, whose secant step then overshot the budget.
+SECANT_TRUST = 2.0
 
 
 class LogLinearRQ:
@@ -129,12 +133,13 @@ class LogLinearRQ:
 
 
 def point_slope(points: list[tuple[float, float]], fallback: float, bounds: tuple[float, float]) -> float:
-    """Secant slope of the last two probes when they are usable, else ``fallback``."""
+    """Secant slope of the last two probes when they are usable (and within ``SECANT_TRUST`` of ``fallback``),
+    else ``fallback``."""
     if len(points) >= 2:
         (q0, r0), (q1, r1) = points[-2], points[-1]
         if abs(q1 - q0) >= 0.25 and r0 > 0 and r1 > 0:
             s = (math.log(r1) - math.log(r0)) / (q1 - q0)
-            if 0.25 * fallback <= s <= 4 * fallback and bounds[0] <= s <= bounds[1]:
+            if fallback / SECANT_TRUST <= s <= fallback * SECANT_TRUST and bounds[0] <= s <= bounds[1]:
                 return s
     return fallback
 
