@@ -169,6 +169,17 @@ def test_point_slope_trusts_a_frames_own_slope_only_near_the_learned_one() -> No
     assert point_slope(probes[:1], 0.0172, (0.004, 0.08)) == 0.0172  # one probe: nothing to measure
 
 
+def test_the_shared_slope_learns_only_from_pairs_near_it() -> None:
+    model = LogLinearRQ()
+    model.observe_slope(29.0, 1471.0, 31.7, 1489.0)  # the noisy 64x48 pair above: 0.0045, 3.3x below 0.015
+    assert model.slope == 0.015
+    model.observe_slope(20.0, 10000.0, 40.0, 10000.0 * math.exp(0.4))  # 0.020: within 2x, learned
+    assert 0.0175 < model.slope < 0.020
+    for _ in range(50):  # a true slope 1.5x the learned one is followed all the way
+        model.observe_slope(20.0, 10000.0, 40.0, 10000.0 * math.exp(20 * 0.027))
+    assert model.slope == pytest.approx(0.027, rel=0.02)
+
+
 def test_secant_search_learns_a_different_slope_and_curvature() -> None:
     model = LogLinearRQ()
     world = World(n=40, seed=3, cuts=(0, 10, 20, 30))

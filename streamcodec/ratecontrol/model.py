@@ -13,7 +13,8 @@ slope that hardly depends on content. Below q = 0 (the extrapolated steps) the s
 secant steps on each frame's own probes absorb that. Hence:
 
 * ``b`` (the slope) is shared by all frames and fitted online by exponentially-weighted least squares on the
-  slopes seen *within* a frame (two probes of the same frame at different q: content cancels out);
+  slopes seen *within* a frame (two probes of the same frame at different q: content cancels out), each within
+  ``SECANT_TRUST`` of the fit so far;
 * ``a`` (the intercept, i.e. the frame's complexity) is re-measured on every frame by the first probe and
   warm-started from the previous frame;
 * the real coded size is the estimate plus a small additive overhead (``EVC.estimate_bits`` already counts the
@@ -31,9 +32,10 @@ from .base import Q_MAX, Q_MIN, snap_q
 
 #: d ln(bits) / d q measured on evc-s (see the module docstring); the prior of the online fit.
 DEFAULT_SLOPE = 0.015
-#: a frame's own two-probe slope is trusted only within this factor of the learned one, either way: content and q
-#: move the true slope over 0.013..0.025 (under 2x); a wider ratio is noise, e.g. 0.0046 against 0.0172 from two
-#: probes 2.7 q apart on a ~1,500-bit 64x48 frame, whose secant step then overshot the budget.
+#: a frame's own two-probe slope is used (by the secant step) and learned from only within this factor of the
+#: learned one, either way: content and q move the true slope over 0.013..0.025 (under 2x); a wider ratio is
+#: noise, e.g. 0.0046 against 0.0172 from two probes 2.7 q apart on a ~1,500-bit 64x48 frame, whose secant step
+#: then overshot the budget (and whose pair, learned from, pulled the shared slope from 0.015 to 0.010).
 SECANT_TRUST = 2.0
 
 
@@ -97,7 +99,10 @@ class LogLinearRQ:
             return
         dy = math.log(r1) - math.log(r0)
         lo, hi = self.slope_bounds
-        if not lo <= dy / dq <= hi:  # a non-monotone or wild pair (noise at a tiny frame): ignore
+        s = dy / dq
+        # a non-monotone or wild pair, or one further than SECANT_TRUST from the learned slope (noise at a tiny
+        # frame): ignore it, as the secant step does
+        if not (lo <= s <= hi and self.slope / SECANT_TRUST <= s <= self.slope * SECANT_TRUST):
             return
         lam = self.forgetting
         # the prior decays with the data but never below a fraction of its weight
