@@ -94,24 +94,19 @@ class LogLinearRQ:
     # -- learning -------------------------------------------------------------------------------------------
     def observe_slope(self, q0: float, r0: float, q1: float, r1: float) -> None:
         """Two estimates of one frame at different q: one sample of the slope."""
+        s = trusted_slope(q0, r0, q1, r1, self.slope, self.slope_bounds)
+        if s is None:  # ignored, as the secant step ignores it
+            return
         dq = q1 - q0
-        if abs(dq) < 0.25 or r0 <= 0 or r1 <= 0:
-            return
-        dy = math.log(r1) - math.log(r0)
-        lo, hi = self.slope_bounds
-        s = dy / dq
-        # a non-monotone or wild pair, or one further than SECANT_TRUST from the learned slope (noise at a tiny
-        # frame): ignore it, as the secant step does
-        if not (lo <= s <= hi and self.slope / SECANT_TRUST <= s <= self.slope * SECANT_TRUST):
-            return
         lam = self.forgetting
         # the prior decays with the data but never below a fraction of its weight
         self._sxx = lam * self._sxx + dq * dq
-        self._sxy = lam * self._sxy + dq * dy
+        self._sxy = lam * self._sxy + dq * dq * s
         floor = 0.25 * self.prior_weight
         if self._sxx < floor:
             self._sxy += (floor - self._sxx) * self._prior
             self._sxx = floor
+        lo, hi = self.slope_bounds
         self.slope = min(max(self._sxy / self._sxx, lo), hi)
 
     def observe_points(self, points: list[tuple[float, float]]) -> float:
@@ -137,15 +132,26 @@ class LogLinearRQ:
         return real_bits - self.offset
 
 
+def trusted_slope(q0: float, r0: float, q1: float, r1: float, learned: float,
+                  bounds: tuple[float, float]) -> float | None:
+    """The slope of two estimates of one frame, or None when the pair is unusable (too close in q, a rate <= 0),
+    outside ``bounds`` (non-monotone or wild) or further than ``SECANT_TRUST`` from ``learned`` (noise at a tiny
+    frame)."""
+    if abs(q1 - q0) < 0.25 or r0 <= 0 or r1 <= 0:
+        return None
+    s = (math.log(r1) - math.log(r0)) / (q1 - q0)
+    if bounds[0] <= s <= bounds[1] and learned / SECANT_TRUST <= s <= learned * SECANT_TRUST:
+        return s
+    return None
+
+
 def point_slope(points: list[tuple[float, float]], fallback: float, bounds: tuple[float, float]) -> float:
-    """Secant slope of the last two probes when they are usable (and within ``SECANT_TRUST`` of ``fallback``),
-    else ``fallback``."""
+    """Secant slope of the last two probes when :func:`trusted_slope` trusts it, else ``fallback``."""
     if len(points) >= 2:
         (q0, r0), (q1, r1) = points[-2], points[-1]
-        if abs(q1 - q0) >= 0.25 and r0 > 0 and r1 > 0:
-            s = (math.log(r1) - math.log(r0)) / (q1 - q0)
-            if fallback / SECANT_TRUST <= s <= fallback * SECANT_TRUST and bounds[0] <= s <= bounds[1]:
-                return s
+        s = trusted_slope(q0, r0, q1, r1, fallback, bounds)
+        if s is not None:
+            return s
     return fallback
 
 
@@ -194,4 +200,4 @@ def secant_search(
         points.append((q_next, probe(q_next)))
 
 
-__all__ = ["DEFAULT_SLOPE", "LogLinearRQ", "point_slope", "predict_from_points", "secant_search"]
+__all__ = ["DEFAULT_SLOPE", "LogLinearRQ", "point_slope", "predict_from_points", "secant_search", "trusted_slope"]
